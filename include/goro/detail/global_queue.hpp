@@ -1,0 +1,42 @@
+// SPDX-License-Identifier: MIT
+// The global run queue: moodycamel's lock-free MPMC queue holds fibers that
+// overflowed a local queue and fibers made runnable by threads that are not
+// workers of this scheduler. The only file that includes moodycamel.
+#pragma once
+
+#include <atomic>
+#include <concurrentqueue/concurrentqueue.h>
+#include <cstddef>
+#include <cstdint>
+
+namespace goro::detail {
+
+struct fiber;
+
+class global_queue {
+ public:
+  void push(fiber* f) {
+    queue_.enqueue(f);
+    size_.fetch_add(1, std::memory_order_release);  // release: pairs with acquire in empty()
+  }
+  void push_bulk(fiber* const* fibers, std::size_t n) {
+    queue_.enqueue_bulk(fibers, n);
+    size_.fetch_add(static_cast<std::int64_t>(n), std::memory_order_release);
+  }
+  fiber* pop() {
+    if (size_.load(std::memory_order_acquire) <= 0) return nullptr;  // acquire: pairs with push
+    fiber* f = nullptr;
+    if (!queue_.try_dequeue(f)) return nullptr;
+    size_.fetch_sub(1, std::memory_order_relaxed);  // relaxed: a count, the queue itself synchronises the fiber
+    return f;
+  }
+  // Approximate; exact once all pushers and poppers are quiet.
+  std::int64_t size() const noexcept { return size_.load(std::memory_order_acquire); }
+  bool empty() const noexcept { return size() <= 0; }
+
+ private:
+  moodycamel::ConcurrentQueue<fiber*> queue_;
+  std::atomic<std::int64_t> size_{0};
+};
+
+}  // namespace goro::detail

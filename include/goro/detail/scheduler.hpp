@@ -1,0 +1,1066 @@
+// SPDX-License-Identifier: MIT
+// The M:N work-stealing scheduler: N worker threads run fibers.
+//
+// Design (learned from Go's proc.go; internals walkthrough in docs/scheduler.md)
+//
+// Each worker owns a bounded local run_queue plus a runnext slot. A fiber made
+// runnable by a running fiber goes to runnext (LIFO hand-off: ping-pong and
+// fork/join stay on one core, cache-warm); the fiber it displaces goes to the
+// queue tail. Queue overflow and wake-ups from threads that are not workers go
+// to the global MPMC queue.
+//
+// find_runnable() is the worker loop's one verb, in numbered steps:
+//   (1) due timers of this worker; (2) every 61st tick the global queue first
+//   (fairness); (3) runnext, then the local queue; (4) the global queue;
+//   (5) as a "spinning" worker: steal half of a random victim's queue and run
+//   the victims' due timers; (6) park: stop spinning, re-check every queue,
+//   publish idleness, re-check again, sleep on a futex until the nearest
+//   timer deadline of any worker or a wake-up.
+//
+// Worker parking/unparking (Go's "spinning" protocol). We must neither burn
+// CPU when idle nor leave a runnable fiber behind while a worker sleeps:
+//   * Submitter: push the fiber, then (seq_cst fence) if there is an idle
+//     worker and no spinning one, claim spinning_ 0->1 and wake one idle
+//     worker as a spinner (wake_one_worker).
+//   * A spinning worker that finds work stops spinning; if it was the last
+//     spinner it wakes another (there may be more work).
+//   * A spinner that finds nothing decrements spinning_ (seq_cst) and then
+//     re-checks all queues; a worker about to sleep publishes itself in the
+//     idle list (seq_cst) and then re-checks all queues.
+//   Either the submitter sees the idle/non-spinning worker and wakes it, or
+//   the worker's re-check sees the fiber. Rejected: waking a worker on every
+//   ready() (a futex syscall per channel message, which is what makes Go's
+//   cross-thread ping-pong cost ~450 ns), and timed polling (burns CPU idle).
+//
+// Trade-off we chose: a pure hand-off (ready() into an empty runnext with an
+// empty local queue) wakes nobody. The readied fiber runs when the readier
+// blocks or yields, which is nearly always at once; a readier that keeps
+// computing delays it (cooperative scheduling: never spin-wait on another
+// fiber). Anything that lands in a queue does wake an idle worker.
+//
+// Parking a fiber (Go's gopark): the fiber records an after_switch action
+// (typically "release the primitive's lock"), switches to its worker loop, and
+// the worker runs the action once the fiber's stack is no longer in use. A
+// waker must take that lock to find the waiter, so it can never resume a
+// fiber that is still running on its stack.
+//
+// Locks and ownership:
+//   * idle_mu_ guards idle_ and worker::in_idle_list_.
+//   * registry_shard::mu guards its fiber list and count.
+//   * Per-worker fields marked "owner only" are touched only on that worker's
+//     thread (the worker loop or a fiber it runs).
+//   * Never hold a thread_local address across a switch: current_worker() is
+//     re-read through a laundered accessor after every resume.
+#pragma once
+
+#include "goro/config.hpp"
+#include "goro/detail/assert.hpp"
+#include "goro/detail/fiber.hpp"
+#include "goro/detail/futex.hpp"
+#include "goro/detail/global_queue.hpp"
+#include "goro/detail/run_queue.hpp"
+#include "goro/detail/spinlock.hpp"
+#include "goro/detail/stack_pool.hpp"
+#include "goro/detail/timer_heap.hpp"
+#include "goro/detail/waiter.hpp"
+#include "goro/errors.hpp"
+#include "goro/fiber_info.hpp"
+#include "goro/run_options.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <source_location>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace goro::detail {
+
+class worker;
+class scheduler;
+
+// ---------------------------------------------------------------------------
+// The current worker. The TLS slot is read through a noinline accessor whose
+// result is laundered by an asm barrier: compilers otherwise keep the TLS
+// address from before a switch, and a fiber that migrated would read the old
+// thread's slot (FEASIBILITY section 6).
+inline thread_local worker* tls_current_worker = nullptr;
+
+[[gnu::noinline]] inline worker*& current_worker_slot() noexcept {
+  worker** p = &tls_current_worker;
+  asm volatile("" : "+r"(p));
+  return *p;
+}
+inline worker* current_worker() noexcept { return current_worker_slot(); }
+
+// ---------------------------------------------------------------------------
+// Live-fiber registry (Go's allgs), sharded per worker to keep spawn/exit off a
+// shared lock. A fiber stays in the shard it was registered in until it exits.
+struct registry_shard {
+  spinlock mu;
+  fiber* head GORO_GUARDED_BY(mu) = nullptr;
+  std::size_t count GORO_GUARDED_BY(mu) = 0;
+
+  void add(fiber* f) GORO_EXCLUDES(mu) {
+    std::lock_guard lock(mu);
+    f->reg_shard = this;
+    f->reg_prev = nullptr;
+    f->reg_next = head;
+    if (head != nullptr) head->reg_prev = f;
+    head = f;
+    ++count;
+  }
+  void remove(fiber* f) GORO_EXCLUDES(mu) {
+    std::lock_guard lock(mu);
+    if (f->reg_prev != nullptr)
+      f->reg_prev->reg_next = f->reg_next;
+    else
+      head = f->reg_next;
+    if (f->reg_next != nullptr) f->reg_next->reg_prev = f->reg_prev;
+    --count;
+  }
+  std::size_t size() GORO_EXCLUDES(mu) {
+    std::lock_guard lock(mu);
+    return count;
+  }
+};
+
+fiber_info snapshot(const fiber* f);  // below
+
+// ---------------------------------------------------------------------------
+// Process-wide state: the running schedulers (for live_fibers()/dump_fibers()
+// from anywhere), fiber ids, and what run() had to unwind at shutdown.
+struct process_state {
+  std::mutex mu;
+  std::vector<scheduler*> schedulers;  // guarded by mu
+  std::atomic<std::uint64_t> next_id{1};
+  std::atomic<std::uint64_t> unwound_at_shutdown{0};
+  std::string last_unwound_report;  // guarded by mu
+  std::once_flag signal_handlers_once;
+  struct sigaction previous_segv {};
+  struct sigaction previous_bus {};
+};
+inline process_state& process() noexcept {
+  static process_state state;
+  return state;
+}
+
+// ---------------------------------------------------------------------------
+struct worker_counters {
+  std::atomic<std::uint64_t> switches{0};
+  std::atomic<std::uint64_t> steals{0};
+  std::atomic<std::uint64_t> parks{0};
+  std::atomic<std::uint64_t> wakes{0};
+  std::atomic<std::uint64_t> spawned{0};
+  // Owner-only increments: load+store, no RMW on the hot path.
+  static void bump(std::atomic<std::uint64_t>& c) noexcept {
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // relaxed: statistic, single writer
+  }
+};
+
+class worker {
+ public:
+  worker(scheduler& sched, unsigned index, std::size_t stack_size)
+      : sched_(sched), index_(index), stacks_(stack_size), rng_(0x9e3779b97f4a7c15ULL * (index + 1)) {}
+
+  scheduler& sched() const noexcept { return sched_; }
+  unsigned index() const noexcept { return index_; }
+  fiber* running() const noexcept { return running_; }
+  stack_cache& stacks() noexcept { return stacks_; }
+  timer_heap& timers() noexcept { return timers_; }
+  run_queue& queue() noexcept { return queue_; }
+  registry_shard& registry() noexcept { return registry_; }
+  worker_counters& counters() noexcept { return counters_; }
+
+  void loop();                    // the worker thread's body
+  void push_local(fiber* f);      // owner only: queue tail, overflow to global
+  std::uint64_t next_fiber_id();  // owner only
+  void unpark() noexcept {
+    park_word_.store(1, std::memory_order_release);  // release: pairs with acquire in park_until()
+    futex_wake(park_word_);
+  }
+  std::int64_t parked_until_ns() const noexcept { return parked_until_ns_.load(std::memory_order_acquire); }
+
+ private:
+  friend class scheduler;
+
+  fiber* find_runnable();
+  void execute(fiber* f);
+  fiber* steal_work(std::chrono::steady_clock::time_point now);
+  void start_spinning() noexcept;
+  void stop_spinning() noexcept;
+  void park_until(std::int64_t deadline_ns);
+  std::uint32_t random() noexcept {  // xorshift64*; owner only
+    rng_ ^= rng_ >> 12;
+    rng_ ^= rng_ << 25;
+    rng_ ^= rng_ >> 27;
+    return static_cast<std::uint32_t>((rng_ * 0x2545F4914F6CDD1DULL) >> 32);
+  }
+
+  scheduler& sched_;
+  const unsigned index_;
+  run_queue queue_;
+  timer_heap timers_;
+  stack_cache stacks_;            // owner only
+  registry_shard registry_;
+  worker_counters counters_;
+  fiber* running_ = nullptr;      // owner only (racy reads by the SIGSEGV handler of this thread)
+  bool spinning_ = false;         // owner only
+  bool in_idle_list_ = false;     // guarded by scheduler::idle_mu_
+  std::uint32_t schedtick_ = 0;   // owner only
+  std::uint64_t rng_;             // owner only
+  std::uint64_t id_next_ = 0, id_end_ = 0;  // owner only: batch of fiber ids
+  std::atomic<std::uint32_t> park_word_{0};
+  std::atomic<std::int64_t> parked_until_ns_{0};  // 0 = awake
+  std::thread thread_;
+};
+
+// ---------------------------------------------------------------------------
+class scheduler {
+ public:
+  explicit scheduler(const run_options& options);
+  scheduler(const scheduler&) = delete;
+  scheduler& operator=(const scheduler&) = delete;
+  ~scheduler();
+
+  // Starts the workers and the main fiber running fn. Caller: the thread in run().
+  template <class Fn>
+  void start(Fn&& main_fn);
+  // Blocks the calling thread until the main fiber has finished (or a
+  // deadlock was detected), then stops the workers and unwinds every fiber
+  // left. Throws deadlock_error.
+  void wait_and_stop();
+
+  template <class Fn>
+  void spawn(const std::string& name, std::size_t stack_size, std::source_location site, bool is_main, Fn&& fn);
+
+  void ready(fiber* f);
+  void wake_one_worker() noexcept;
+  void timer_added(std::int64_t when_ns) noexcept;  // wake a worker sleeping past when_ns
+  void on_panic(fiber* f, std::exception_ptr error) noexcept;
+
+  std::size_t worker_count() const noexcept { return workers_.size(); }
+  worker& worker_at(std::size_t i) noexcept { return *workers_[i]; }
+  std::size_t default_stack_size() const noexcept { return stack_size_; }
+  bool stopping() const noexcept { return stopping_.load(std::memory_order_acquire); }
+  global_queue& global() noexcept { return global_; }
+  std::size_t live_fibers() noexcept;
+  template <class Visit>
+  void for_each_fiber(Visit&& visit);
+  std::int64_t earliest_timer_ns() const noexcept;
+  bool any_runnable() const noexcept;
+  std::size_t pending_timers() const noexcept;
+  std::uint64_t foreign_spawned() const noexcept { return foreign_spawned_.load(std::memory_order_relaxed); }
+
+ private:
+  friend class worker;
+
+  worker* pop_idle() noexcept;
+  void finished_main() noexcept { main_done_.notify(); }
+  void maybe_declare_deadlock(std::uint64_t epoch_seen);
+  void unwind_leftovers();
+  friend void finalize_fiber(void* arg) noexcept;
+
+  std::vector<std::unique_ptr<worker>> workers_;
+  global_queue global_;
+  std::size_t stack_size_;
+  bool detect_deadlock_;
+  std::chrono::milliseconds deadlock_grace_;
+  goro::panic_handler panic_handler_;
+  std::string main_name_;
+
+  alignas(64) std::atomic<int> spinning_{0};
+  alignas(64) std::atomic<int> idle_count_{0};
+  std::mutex idle_mu_;
+  std::vector<worker*> idle_;  // guarded by idle_mu_; LIFO: the most recently parked is warmest
+
+  std::atomic<bool> stopping_{false};
+  thread_event main_done_;
+  std::atomic<bool> deadlocked_{false};
+  std::string deadlock_report_;  // written once by the worker that wins deadlocked_
+
+  // Wake-ups and spawns from threads that are not workers: the deadlock
+  // detector treats any of them within the grace period as "still alive".
+  alignas(64) std::atomic<std::uint64_t> foreign_activity_{0};
+  std::atomic<std::uint64_t> foreign_spawned_{0};
+  registry_shard foreign_registry_;  // fibers spawned from non-worker threads
+};
+
+// ---------------------------------------------------------------------------
+// Free functions used by the primitives.
+
+// The fiber running on this thread, or nullptr on a plain thread or in
+// scheduler context.
+inline fiber* current_fiber() noexcept {
+  worker* w = current_worker();
+  return w != nullptr ? w->running() : nullptr;
+}
+inline scheduler* current_scheduler() noexcept {
+  worker* w = current_worker();
+  return w != nullptr ? &w->sched() : nullptr;
+}
+
+// Makes a waiting fiber runnable. Any thread. The caller has won the right to
+// wake it (unlinked its waiter under the primitive's lock, or owns its timer).
+inline void ready(fiber* f) { f->sched->ready(f); }
+
+// Blocks the current fiber (gopark). after(arg) runs on the worker loop once
+// this fiber has switched out; it typically releases the lock under which the
+// fiber queued its waiter, so a waker can find it only from then on. Returns
+// when some worker resumes the fiber after ready(). Fiber only.
+inline void park(wait_reason reason, void (*after)(void*) noexcept, void* arg) {
+  fiber* f = current_fiber();
+  GORO_ASSERT(f != nullptr, "park() outside a fiber");
+  f->reason.store(reason, std::memory_order_relaxed);                 // relaxed: descriptive
+  f->blocked_since_ns.store(coarse_now_ns(), std::memory_order_relaxed);  // relaxed: descriptive
+  transition(f, fiber_state::running, fiber_state::waiting);
+  f->after_switch = after;
+  f->after_switch_arg = arg;
+  f->context.suspend();
+  f->reason.store(wait_reason::none, std::memory_order_relaxed);  // relaxed: descriptive
+}
+
+inline void unlock_spinlock_after_switch(void* lock) noexcept GORO_NO_TSA { static_cast<spinlock*>(lock)->unlock(); }
+
+// Parks the current fiber or plain thread on w, which the caller queued while
+// holding lock. Releases lock (after the switch for a fiber). Returns once the
+// waiter was woken; lock is not held then.
+inline void block_on(spinlock& lock, waiter& w, wait_reason reason) GORO_NO_TSA {
+  if (w.fib != nullptr) {
+    park(reason, &unlock_spinlock_after_switch, &lock);
+  } else {
+    lock.unlock();
+    w.event.wait();
+  }
+}
+
+// Yields the current fiber: it goes to the tail of its worker's queue.
+inline void yield_fiber() {
+  fiber* f = current_fiber();
+  if (f == nullptr) {
+    std::this_thread::yield();
+    return;
+  }
+  transition(f, fiber_state::running, fiber_state::runnable);
+  f->after_switch = [](void* arg) noexcept {
+    current_worker()->push_local(static_cast<fiber*>(arg));
+  };
+  f->after_switch_arg = f;
+  f->reason.store(wait_reason::yield, std::memory_order_relaxed);  // relaxed: descriptive
+  f->context.suspend();
+  f->reason.store(wait_reason::none, std::memory_order_relaxed);
+}
+
+// ---------------------------------------------------------------------------
+// Timed waits. A timer node on the waiting party's stack; fire() runs on some
+// worker in scheduler context.
+
+struct sleep_state {
+  timer_node timer;
+  fiber* fib;
+};
+
+inline void add_timer_on_current_worker(timer_node* t) {
+  worker* w = current_worker();
+  if (w->timers().add(t)) w->sched().timer_added(to_ns(t->when));
+}
+
+// Sleeps the current fiber (or thread) until deadline.
+inline void sleep_until_time(steady_time deadline) {
+  fiber* f = current_fiber();
+  if (f == nullptr) {
+    std::this_thread::sleep_until(deadline);
+    return;
+  }
+  if (deadline <= std::chrono::steady_clock::now()) {
+    yield_fiber();
+    return;
+  }
+  sleep_state s{};
+  s.fib = f;
+  s.timer.when = deadline;
+  s.timer.context = &s;
+  s.timer.fire = [](timer_node* t) noexcept { ready(static_cast<sleep_state*>(t->context)->fib); };
+  // The timer is added only after the switch: it may fire on another worker
+  // at once, and must not ready a fiber that is still running.
+  park(
+      wait_reason::sleep, [](void* arg) noexcept { add_timer_on_current_worker(&static_cast<sleep_state*>(arg)->timer); },
+      &s);
+}
+
+// A waiter that gives up at a deadline. The caller queued w under lock and
+// holds lock; on return lock is released. Returns true when woken by the
+// primitive, false on timeout (then w was unlinked by the timeout).
+inline bool block_on_until(spinlock& lock, wait_queue& queue, waiter& w, wait_reason reason,
+                           steady_time deadline) GORO_NO_TSA {
+  struct timed {
+    timer_node timer;
+    spinlock* lock;
+    wait_queue* queue;
+    waiter* w;
+    bool timed_out = false;
+  } t{};
+  t.lock = &lock;
+  t.queue = &queue;
+  t.w = &w;
+  if (w.fib == nullptr) {
+    lock.unlock();
+    if (w.event.wait_until(deadline)) return true;
+    lock.lock();
+    if (w.queued) {
+      queue.remove(&w);
+      lock.unlock();
+      return false;
+    }
+    lock.unlock();
+    w.event.wait();  // a waker unlinked us first: its wake() is on the way
+    return true;
+  }
+  t.timer.when = deadline;
+  t.timer.context = &t;
+  t.timer.fire = [](timer_node* node) noexcept GORO_NO_TSA {
+    auto* self = static_cast<timed*>(node->context);
+    self->lock->lock();
+    if (!self->w->queued) {  // the primitive woke it first
+      self->lock->unlock();
+      return;
+    }
+    self->queue->remove(self->w);
+    self->timed_out = true;
+    fiber* f = self->w->fib;
+    self->lock->unlock();
+    ready(f);
+  };
+  park(
+      reason,
+      [](void* arg) noexcept GORO_NO_TSA {
+        auto* self = static_cast<timed*>(arg);
+        add_timer_on_current_worker(&self->timer);
+        self->lock->unlock();
+      },
+      &t);
+  // Woken by the primitive or by the timer. Remove the timer (or wait until a
+  // fire() already running elsewhere is done with t) before t goes away.
+  timer_heap::cancel(&t.timer);
+  return !t.timed_out;
+}
+
+// ---------------------------------------------------------------------------
+// Spawning.
+
+inline void run_fiber(void* arg);
+inline void finalize_fiber(void* arg) noexcept;
+
+template <class Fn>
+void scheduler::spawn(const std::string& name, std::size_t stack_size, std::source_location site, bool is_main,
+                      Fn&& fn) {
+  using callable_t = std::decay_t<Fn>;
+  worker* w = current_worker();
+  if (w != nullptr && &w->sched() != this) w = nullptr;
+  if (stack_size == 0) stack_size = stack_size_;
+
+  stack st = (w != nullptr && stack_size == w->stacks().stack_size()) ? w->stacks().take() : take_stack(stack_size);
+  // Layout at the top of the stack: [fiber][callable][Boost record + frames...]
+  auto align_down = [](std::uintptr_t p, std::size_t a) { return p & ~(static_cast<std::uintptr_t>(a) - 1); };
+  std::uintptr_t p = align_down(reinterpret_cast<std::uintptr_t>(st.top()) - sizeof(fiber), 64);
+  fiber* f = ::new (reinterpret_cast<void*>(p)) fiber();
+  bool callable_on_stack = sizeof(callable_t) <= st.usable_size() / 8;
+  try {
+    if (callable_on_stack) {
+      p = align_down(p - sizeof(callable_t), std::max<std::size_t>(alignof(callable_t), 16));
+      f->callable = ::new (reinterpret_cast<void*>(p)) callable_t(std::forward<Fn>(fn));
+      f->dispose = [](void* c) noexcept { static_cast<callable_t*>(c)->~callable_t(); };
+    } else {
+      f->callable = new callable_t(std::forward<Fn>(fn));
+      f->dispose = [](void* c) noexcept { delete static_cast<callable_t*>(c); };
+    }
+  } catch (...) {
+    f->~fiber();
+    give_stack(st);
+    throw;
+  }
+  f->invoke = [](void* c) { (*static_cast<callable_t*>(c))(); };
+  f->sched = this;
+  f->name = name;
+  f->spawn_site = site;
+  f->is_main = is_main;
+  f->id = w != nullptr ? w->next_fiber_id() : process().next_id.fetch_add(1, std::memory_order_relaxed);
+  f->context.create(st, reinterpret_cast<char*>(align_down(p, 64)), context_entry{&run_fiber, &finalize_fiber, f});
+
+  if (w != nullptr) {
+    w->registry().add(f);
+    worker_counters::bump(w->counters().spawned);
+    // Go's newproc: the new fiber takes runnext, and it always may run in
+    // parallel, so wake an idle worker.
+    if (fiber* kicked = w->queue().push_runnext(f)) w->push_local(kicked);
+    wake_one_worker();
+  } else {
+    foreign_registry_.add(f);
+    foreign_spawned_.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistic
+    foreign_activity_.fetch_add(1, std::memory_order_relaxed);  // relaxed: read by the deadlock detector after a futex timeout
+    global_.push(f);
+    wake_one_worker();
+  }
+}
+
+inline void run_fiber(void* arg) {
+  fiber* f = static_cast<fiber*>(arg);
+  try {
+    f->invoke(f->callable);
+  } catch (boost::context::detail::forced_unwind const&) {
+    throw;
+  } catch (...) {
+    f->sched->on_panic(f, std::current_exception());
+  }
+  void* c = std::exchange(f->callable, nullptr);
+  f->dispose(c);
+}
+
+[[noreturn]] inline void report_canary_overflow(const fiber* f) noexcept {
+  std::fprintf(stderr,
+               "goro: stack overflow in fiber %llu \"%s\" (spawned at %s:%u in %s): stack %zu bytes, "
+               "its canary zone was overwritten (detected when it switched out)\n",
+               static_cast<unsigned long long>(f->id), f->name.c_str(), f->spawn_site.file_name(),
+               static_cast<unsigned>(f->spawn_site.line()), f->spawn_site.function_name(),
+               f->context.stack().usable_size());
+  GORO_FATAL("fiber stack overflow");
+}
+
+inline void finalize_fiber(void* arg) noexcept {
+  fiber* f = static_cast<fiber*>(arg);
+  // The stack goes back to a pool: it must not carry an overflow along.
+  if (!f->context.stack().canary_intact()) report_canary_overflow(f);
+  if (f->callable != nullptr) f->dispose(std::exchange(f->callable, nullptr));
+  f->state.store(fiber_state::dead, std::memory_order_relaxed);  // relaxed: descriptive
+  scheduler* s = f->sched;
+  bool is_main = f->is_main;
+  f->reg_shard->remove(f);
+  f->~fiber();
+  if (is_main) s->finished_main();
+}
+
+// ---------------------------------------------------------------------------
+// worker implementation
+
+inline std::uint64_t worker::next_fiber_id() {
+  if (id_next_ == id_end_) {
+    constexpr std::uint64_t batch = 256;
+    id_next_ = process().next_id.fetch_add(batch, std::memory_order_relaxed);  // relaxed: unique ids only
+    id_end_ = id_next_ + batch;
+  }
+  return id_next_++;
+}
+
+inline void worker::push_local(fiber* f) {
+  if (queue_.push(f)) return;
+  // Full: move half of the queue plus f to the global queue (Go runqputslow),
+  // so the next overflow is far away and other workers can take them.
+  fiber* batch[run_queue::capacity / 2 + 1];
+  std::uint32_t n = queue_.grab(batch, run_queue::capacity / 2);
+  if (n == 0) {  // thieves emptied part of it meanwhile: there is room now
+    if (queue_.push(f)) return;
+  }
+  batch[n] = f;
+  sched_.global().push_bulk(batch, n + 1);
+}
+
+inline void worker::start_spinning() noexcept {
+  spinning_ = true;
+  sched_.spinning_.fetch_add(1, std::memory_order_seq_cst);
+}
+
+inline void worker::stop_spinning() noexcept {
+  spinning_ = false;
+  // seq_cst: pairs with the fence in wake_one_worker (see the protocol above).
+  if (sched_.spinning_.fetch_sub(1, std::memory_order_seq_cst) == 1) {
+    // We were the last spinner and found work: there may be more.
+    sched_.wake_one_worker();
+  }
+}
+
+inline void worker::loop() {
+  current_worker_slot() = this;
+  // An alternate signal stack so a stack overflow report can run.
+  std::vector<char> alt_stack(std::max<std::size_t>(SIGSTKSZ, 64 * 1024));
+  stack_t ss{};
+  ss.ss_sp = alt_stack.data();
+  ss.ss_size = alt_stack.size();
+  ::sigaltstack(&ss, nullptr);
+
+  while (fiber* f = find_runnable()) execute(f);
+
+  ss.ss_flags = SS_DISABLE;
+  ::sigaltstack(&ss, nullptr);
+  stacks_.flush();
+  current_worker_slot() = nullptr;
+}
+
+inline void worker::execute(fiber* f) {
+  running_ = f;
+  ++schedtick_;
+  worker_counters::bump(counters_.switches);
+  transition(f, fiber_state::runnable, fiber_state::running);
+  bool alive = f->context.resume();
+  running_ = nullptr;
+  if (!alive) return;  // exited: f and its stack are gone
+  if (!f->context.stack().canary_intact()) report_canary_overflow(f);
+  if (f->after_switch != nullptr) {
+    auto after = std::exchange(f->after_switch, nullptr);
+    void* arg = f->after_switch_arg;
+    after(arg);  // may make f runnable elsewhere: do not touch f after this
+  }
+}
+
+inline fiber* worker::steal_work(std::chrono::steady_clock::time_point now) {
+  const std::size_t n = sched_.worker_count();
+  for (int round = 0; round < 4; ++round) {
+    bool last_round = round == 3;
+    std::size_t start = random() % n;
+    for (std::size_t i = 0; i < n; ++i) {
+      worker& victim = sched_.worker_at((start + i) % n);
+      if (&victim == this) continue;
+      if (sched_.stopping()) return nullptr;
+      // Run the victim's due timers: its owner may be busy in a long fiber.
+      if (victim.timers_.run_expired(now) > 0) {
+        if (fiber* f = queue_.pop_runnext()) return f;
+        if (fiber* f = queue_.pop()) return f;
+      }
+      if (fiber* f = victim.queue_.steal_half_into(queue_, last_round)) {
+        worker_counters::bump(counters_.steals);
+        return f;
+      }
+    }
+  }
+  return nullptr;
+}
+
+inline fiber* worker::find_runnable() {
+  for (;;) {
+    if (sched_.stopping()) return nullptr;
+    // (1) timers due here; they ready fibers into our runnext/queue.
+    if (timers_.next_deadline_ns() != no_deadline_ns) timers_.run_expired(std::chrono::steady_clock::now());
+    // (2) fairness: now and then the global queue goes first, so a busy
+    // local queue cannot starve it.
+    if (schedtick_ % 61 == 0) {
+      if (fiber* f = sched_.global().pop()) return f;
+    }
+    // (3) local: the hand-off slot, then the queue.
+    if (fiber* f = queue_.pop_runnext()) return f;
+    if (fiber* f = queue_.pop()) return f;
+    // (4) global.
+    if (fiber* f = sched_.global().pop()) {
+      if (spinning_) stop_spinning();
+      return f;
+    }
+    // (5) steal, as a spinning worker. Limit spinners to half the busy
+    // workers, so a burst of idleness does not make everyone spin.
+    const int busy = static_cast<int>(sched_.worker_count()) - sched_.idle_count_.load(std::memory_order_relaxed);
+    if (spinning_ || 2 * sched_.spinning_.load(std::memory_order_relaxed) < busy) {
+      if (!spinning_) start_spinning();
+      if (fiber* f = steal_work(std::chrono::steady_clock::now())) {
+        stop_spinning();
+        return f;
+      }
+    }
+    // (6) park. First stop spinning, then re-check every queue: a submitter
+    // that saw us spinning did not wake anyone (protocol in the file comment).
+    if (spinning_) {
+      stop_spinning();
+      if (sched_.any_runnable()) {
+        start_spinning();
+        continue;
+      }
+    }
+    std::int64_t deadline = sched_.earliest_timer_ns();
+    if (deadline != no_deadline_ns && deadline <= to_ns(std::chrono::steady_clock::now())) continue;
+    park_until(deadline);
+  }
+}
+
+inline void worker::park_until(std::int64_t deadline_ns) {
+  park_word_.store(0, std::memory_order_relaxed);  // relaxed: the idle_mu_ critical section orders it before any waker
+  {
+    std::lock_guard lock(sched_.idle_mu_);
+    sched_.idle_.push_back(this);
+    in_idle_list_ = true;
+    sched_.idle_count_.fetch_add(1, std::memory_order_seq_cst);  // seq_cst: pairs with wake_one_worker's fence
+  }
+  // Re-check after publishing our idleness (a submitter that ran before it
+  // did not see us; one that runs after will wake us).
+  bool deadlock_watch = false;
+  std::uint64_t epoch = 0;
+  if (!sched_.any_runnable() && !sched_.stopping()) {
+    if (deadline_ns == no_deadline_ns && sched_.detect_deadlock_ &&
+        sched_.idle_count_.load(std::memory_order_seq_cst) == static_cast<int>(sched_.worker_count())) {
+      // Everyone is idle and no timer is pending: unless a plain thread wakes
+      // a fiber within the grace period, nothing ever will.
+      deadlock_watch = true;
+      epoch = sched_.foreign_activity_.load(std::memory_order_acquire);
+      deadline_ns = to_ns(std::chrono::steady_clock::now() + sched_.deadlock_grace_);
+    }
+    worker_counters::bump(counters_.parks);
+    parked_until_ns_.store(deadline_ns, std::memory_order_release);  // release: read by timer_added()
+    while (park_word_.load(std::memory_order_acquire) == 0) {  // acquire: pairs with unpark()
+      if (deadline_ns == no_deadline_ns) {
+        futex_wait(park_word_, 0);
+      } else {
+        steady_time when{std::chrono::nanoseconds(deadline_ns)};
+        if (std::chrono::steady_clock::now() >= when) break;
+        futex_wait(park_word_, 0, when);
+      }
+    }
+    parked_until_ns_.store(0, std::memory_order_release);
+  }
+  bool claimed_by_waker;
+  {
+    std::lock_guard lock(sched_.idle_mu_);
+    claimed_by_waker = !in_idle_list_;
+    if (in_idle_list_) {
+      sched_.idle_.erase(std::find(sched_.idle_.begin(), sched_.idle_.end(), this));
+      in_idle_list_ = false;
+      sched_.idle_count_.fetch_sub(1, std::memory_order_seq_cst);
+    }
+  }
+  if (claimed_by_waker) {
+    // wake_one_worker counted us as spinning on our behalf.
+    spinning_ = true;
+    worker_counters::bump(counters_.wakes);
+  } else if (deadlock_watch) {
+    sched_.maybe_declare_deadlock(epoch);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// scheduler implementation
+
+inline scheduler::scheduler(const run_options& options)
+    : stack_size_(options.stack_size != 0 ? options.stack_size : detail::default_stack_size),
+      detect_deadlock_(options.detect_deadlock),
+      deadlock_grace_(options.deadlock_grace),
+      panic_handler_(options.panic_handler),
+      main_name_(options.main_name) {
+  unsigned n = options.workers != 0 ? options.workers : std::max(1u, std::thread::hardware_concurrency());
+  workers_.reserve(n);
+  for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<worker>(*this, i, stack_size_));
+  idle_.reserve(n);
+}
+
+inline scheduler::~scheduler() {
+  std::lock_guard lock(process().mu);
+  auto& all = process().schedulers;
+  all.erase(std::remove(all.begin(), all.end(), this), all.end());
+}
+
+inline void install_signal_handlers();
+
+template <class Fn>
+void scheduler::start(Fn&& main_fn) {
+  install_signal_handlers();
+  {
+    std::lock_guard lock(process().mu);
+    process().schedulers.push_back(this);
+  }
+  spawn(main_name_, 0, std::source_location::current(), true, std::forward<Fn>(main_fn));
+  for (auto& w : workers_) {
+    worker* raw = w.get();
+    raw->thread_ = std::thread([raw] { raw->loop(); });
+  }
+}
+
+inline void scheduler::wait_and_stop() {
+  main_done_.wait();
+  stopping_.store(true, std::memory_order_release);  // release: pairs with stopping()
+  for (auto& w : workers_) w->unpark();
+  for (auto& w : workers_)
+    if (w->thread_.joinable()) w->thread_.join();
+  unwind_leftovers();
+  if (deadlocked_.load(std::memory_order_acquire)) throw deadlock_error(deadlock_report_);
+}
+
+inline void scheduler::unwind_leftovers() {
+  // Fibers still alive when run()'s function returned (Go kills them with the
+  // process). Unwind each on this thread so its destructors run and its stack
+  // is freed, and record them: goro::testing reports them as leaks.
+  for (int pass = 0; pass < 8; ++pass) {
+    std::vector<fiber*> left;
+    std::string report;
+    for_each_fiber([&](fiber* f) {
+      left.push_back(f);
+      fiber_info info = snapshot(f);
+      report += "fiber " + std::to_string(info.id) + " \"" + info.name + "\" [" +
+                std::string(info.state == fiber_state::waiting ? to_string(info.reason) : to_string(info.state)) +
+                "]: spawned at " + info.file + ":" + std::to_string(info.line) + "\n";
+    });
+    if (left.empty()) return;
+    {
+      std::lock_guard lock(process().mu);
+      process().last_unwound_report = report;
+    }
+    if (!deadlocked_.load(std::memory_order_relaxed))
+      process().unwound_at_shutdown.fetch_add(left.size(), std::memory_order_relaxed);  // relaxed: statistic
+    for (fiber* f : left) f->context.destroy();
+  }
+}
+
+template <class Visit>
+void scheduler::for_each_fiber(Visit&& visit) {
+  auto walk = [&](registry_shard& shard) {
+    std::lock_guard lock(shard.mu);
+    for (fiber* f = shard.head; f != nullptr; f = f->reg_next) visit(f);
+  };
+  for (auto& w : workers_) walk(w->registry());
+  walk(foreign_registry_);
+}
+
+inline std::size_t scheduler::live_fibers() noexcept {
+  std::size_t n = foreign_registry_.size();
+  for (auto& w : workers_) n += w->registry().size();
+  return n;
+}
+
+inline std::int64_t scheduler::earliest_timer_ns() const noexcept {
+  std::int64_t earliest = no_deadline_ns;
+  for (auto& w : workers_) earliest = std::min(earliest, w->timers_.next_deadline_ns());
+  return earliest;
+}
+
+inline std::size_t scheduler::pending_timers() const noexcept {
+  std::size_t n = 0;
+  for (auto& w : workers_) n += w->timers_.size();
+  return n;
+}
+
+inline bool scheduler::any_runnable() const noexcept {
+  if (!global_.empty()) return true;
+  for (auto& w : workers_)
+    if (!w->queue_.empty()) return true;
+  return false;
+}
+
+inline worker* scheduler::pop_idle() noexcept {
+  std::lock_guard lock(idle_mu_);
+  if (idle_.empty()) return nullptr;
+  worker* w = idle_.back();
+  idle_.pop_back();
+  w->in_idle_list_ = false;
+  idle_count_.fetch_sub(1, std::memory_order_seq_cst);
+  return w;
+}
+
+inline void scheduler::wake_one_worker() noexcept {
+  // seq_cst fence: the caller's queue push must be visible before we read
+  // idle_count_/spinning_ (StoreLoad), pairing with park_until()'s
+  // publish-then-recheck and stop_spinning()'s decrement-then-recheck.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (idle_count_.load(std::memory_order_relaxed) == 0) return;  // relaxed: ordered by the fence
+  int expected = 0;
+  if (!spinning_.compare_exchange_strong(expected, 1, std::memory_order_seq_cst)) return;
+  worker* w = pop_idle();
+  if (w == nullptr) {
+    spinning_.fetch_sub(1, std::memory_order_seq_cst);
+    return;
+  }
+  w->unpark();  // it starts as a spinner (park_until sees it was claimed)
+}
+
+inline void scheduler::timer_added(std::int64_t when_ns) noexcept {
+  // A sleeping worker computed its deadline before this timer existed.
+  for (auto& w : workers_) {
+    std::int64_t until = w->parked_until_ns();
+    if (until != 0 && until > when_ns) {
+      w->unpark();
+      return;
+    }
+  }
+}
+
+inline void scheduler::ready(fiber* f) {
+  transition(f, fiber_state::waiting, fiber_state::runnable);
+  worker* w = current_worker();
+  if (w != nullptr && &w->sched() == this) {
+    fiber* kicked = w->queue().push_runnext(f);
+    if (kicked != nullptr) {
+      w->push_local(kicked);
+      wake_one_worker();
+    } else if (w->queue().size() > 1) {  // more than the hand-off: others could help
+      wake_one_worker();
+    }
+    return;
+  }
+  global_.push(f);
+  foreign_activity_.fetch_add(1, std::memory_order_release);  // release: pairs with the detector's acquire
+  wake_one_worker();
+}
+
+inline void scheduler::maybe_declare_deadlock(std::uint64_t epoch_seen) {
+  if (stopping()) return;
+  if (idle_count_.load(std::memory_order_seq_cst) != static_cast<int>(worker_count())) return;
+  if (foreign_activity_.load(std::memory_order_acquire) != epoch_seen) return;
+  if (any_runnable() || earliest_timer_ns() != no_deadline_ns) return;
+  if (deadlocked_.exchange(true, std::memory_order_acq_rel)) return;
+  std::ostringstream out;
+  out << "goro: all fibers are asleep - deadlock!\n\n";
+  for_each_fiber([&](fiber* f) {
+    fiber_info info = snapshot(f);
+    out << "fiber " << info.id;
+    if (!info.name.empty()) out << " \"" << info.name << "\"";
+    out << " [" << to_string(info.reason) << "]:\n    spawned at " << info.file << ":" << info.line << " in "
+        << info.function << "\n";
+  });
+  deadlock_report_ = out.str();
+  main_done_.notify();
+}
+
+inline void scheduler::on_panic(fiber* f, std::exception_ptr error) noexcept {
+  fiber_info info = snapshot(f);
+  if (panic_handler_) {
+    try {
+      panic_handler_(info, error);
+      return;
+    } catch (...) {
+      // a throwing handler is itself a panic: fall through to the default
+    }
+  }
+  std::string what = "unknown exception";
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    what = e.what();
+  } catch (...) {
+  }
+  std::fprintf(stderr, "goro: panic: exception escaped fiber %llu \"%s\" (spawned at %s:%u in %s): %s\n\n",
+               static_cast<unsigned long long>(info.id), info.name.c_str(), info.file.c_str(), info.line,
+               info.function.c_str(), what.c_str());
+  GORO_FATAL("unhandled exception in a fiber");
+}
+
+// ---------------------------------------------------------------------------
+inline fiber_info snapshot(const fiber* f) {
+  fiber_info info;
+  info.id = f->id;
+  info.name = f->name;
+  info.file = f->spawn_site.file_name();
+  info.line = f->spawn_site.line();
+  info.function = f->spawn_site.function_name();
+  info.state = f->state.load(std::memory_order_relaxed);  // relaxed: descriptive
+  info.reason = info.state == fiber_state::waiting ? f->reason.load(std::memory_order_relaxed) : wait_reason::none;
+  if (info.state == fiber_state::waiting)
+    info.waiting_for =
+        std::chrono::nanoseconds(coarse_now_ns() - f->blocked_since_ns.load(std::memory_order_relaxed));
+  info.stack_size = f->context.stack().usable_size();
+  info.guarded = f->context.stack().guarded;
+  info.is_main = f->is_main;
+  return info;
+}
+
+inline std::string describe_fiber(const fiber* f) {
+  std::string s = "fiber " + std::to_string(f->id);
+  if (!f->name.empty()) s += " \"" + f->name + "\"";
+  s += " spawned at " + std::string(f->spawn_site.file_name()) + ":" + std::to_string(f->spawn_site.line());
+  return s;
+}
+
+inline std::string describe_current_fiber() {
+  fiber* f = current_fiber();
+  return f != nullptr ? describe_fiber(f) : std::string("a plain thread, not a fiber");
+}
+
+// Every live fiber of every running scheduler, in Go's goroutine-dump style.
+inline void write_fiber_dump(std::ostream& out) {
+  std::lock_guard lock(process().mu);
+  for (scheduler* s : process().schedulers) {
+    s->for_each_fiber([&](fiber* f) {
+      fiber_info info = snapshot(f);
+      out << "fiber " << info.id;
+      if (!info.name.empty()) out << " \"" << info.name << "\"";
+      out << " [" << to_string(info.state);
+      if (info.state == fiber_state::waiting) {
+        out << ": " << to_string(info.reason) << ", "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(info.waiting_for).count() << " ms";
+      }
+      out << "]" << (info.is_main ? " (main)" : "") << ":\n    spawned at " << info.file << ":" << info.line
+          << "\n    in " << info.function << "\n    stack " << info.stack_size / 1024 << " KiB"
+          << (info.guarded ? ", guard page" : ", canary") << "\n\n";
+    });
+  }
+}
+
+[[noreturn]] inline void fatal(const char* file, int line, const char* message) noexcept {
+  std::fprintf(stderr, "goro: fatal error: %s\n    at %s:%d\n\n", message, file, line);
+  try {
+    std::ostringstream dump;
+    write_fiber_dump(dump);
+    std::fputs(dump.str().c_str(), stderr);
+  } catch (...) {
+  }
+  std::fflush(stderr);
+  std::abort();
+}
+
+// ---------------------------------------------------------------------------
+// Stack overflow report: SIGSEGV/SIGBUS on the alternate stack. A fault in the
+// guard page of the fiber running on this thread is reported with the
+// fiber's identity; anything else goes to the previous handler.
+extern "C" inline void goro_fault_handler(int sig, siginfo_t* info, void* context) {
+  worker* w = tls_current_worker;
+  fiber* f = w != nullptr ? w->running() : nullptr;
+  if (f != nullptr && f->context.stack().in_guard(info->si_addr)) {
+    char buf[1024];
+    int n = std::snprintf(buf, sizeof buf,
+                          "goro: stack overflow in fiber %llu \"%s\" (spawned at %s:%u in %s): "
+                          "stack %zu bytes, fault at %p in its guard page\n",
+                          static_cast<unsigned long long>(f->id), f->name.c_str(), f->spawn_site.file_name(),
+                          static_cast<unsigned>(f->spawn_site.line()), f->spawn_site.function_name(),
+                          f->context.stack().usable_size(), info->si_addr);
+    if (n > 0) (void)!::write(2, buf, static_cast<std::size_t>(std::min<int>(n, sizeof buf - 1)));
+    ::signal(SIGABRT, SIG_DFL);
+    std::abort();
+  }
+  const struct sigaction& previous = sig == SIGSEGV ? process().previous_segv : process().previous_bus;
+  if ((previous.sa_flags & SA_SIGINFO) != 0 && previous.sa_sigaction != nullptr) {
+    previous.sa_sigaction(sig, info, context);
+    return;
+  }
+  if (previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN && previous.sa_handler != nullptr) {
+    previous.sa_handler(sig);
+    return;
+  }
+  ::signal(sig, SIG_DFL);  // return and fault again: default action (core)
+}
+
+inline void install_signal_handlers() {
+  std::call_once(process().signal_handlers_once, [] {
+    struct sigaction action {};
+    action.sa_sigaction = &goro_fault_handler;
+    action.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&action.sa_mask);
+    ::sigaction(SIGSEGV, &action, &process().previous_segv);
+    ::sigaction(SIGBUS, &action, &process().previous_bus);
+  });
+}
+
+// Returns a stack to the releasing worker's cache; defined here because the
+// switch layer does not know workers.
+inline void execution_context::stack_releaser::deallocate(boost::context::stack_context&) noexcept {
+  worker* w = current_worker();
+  if (w != nullptr && stack_to_release.size_class == w->stacks().stack_size())
+    w->stacks().give(stack_to_release);
+  else
+    give_stack(stack_to_release);
+}
+
+}  // namespace goro::detail

@@ -1,0 +1,271 @@
+// SPDX-License-Identifier: MIT
+// Fiber stacks: carved from large mmap'd slabs, pooled per size class, with a
+// guard page while the mapping budget allows and a canary zone always.
+//
+// Layout of one stack slot in a slab: [guard page][usable stack ... top].
+//
+// Why a guard budget: mprotect'ing a guard page splits a mapping into two
+// VMAs, and Linux caps a process at vm.max_map_count (65530 by default), so
+// guarded stacks top out near 32,000 while goro must hold 1,000,000 live
+// fibers. Policy:
+//   * up to guard_budget() stacks get a PROT_NONE guard page (about 3/8 of
+//     max_map_count, leaving room for the program's own mappings); a fault in
+//     it is reported by the SIGSEGV handler with the fiber's identity;
+//   * beyond that, the guard page is just an untouched gap, and overflow is
+//     caught by the canary zone: the lowest canary_bytes of the usable stack
+//     must stay zero. It is checked every time the fiber switches out and when
+//     it exits (detail/scheduler.hpp). Zero costs nothing: reading a page that
+//     was never written maps the shared zero page, so the canary adds no RSS.
+//
+// Why slabs: one mmap per stack costs a syscall, and unmapping one costs a TLB
+// shootdown across every worker; spawning a burst of fibers paid ~15 us each.
+// Slabs of 64 stacks are mapped once and never unmapped (address space only).
+// Memory still falls back after a spike: free stacks beyond the caches get
+// madvise(MADV_DONTNEED), which returns their pages to the OS.
+//
+// Invariants:
+//   * stack_cache is owned by one worker and touched only on its thread.
+//   * size_class_pool's lists are guarded by its mu_.
+//   * A stack in any cache or list holds no live frames and has a zero canary
+//     zone (a stack whose canary was hit is never reused: GORO_FATAL).
+#pragma once
+
+#include "goro/config.hpp"
+#include "goro/detail/sanitizer.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <vector>
+
+namespace goro::detail {
+
+inline constexpr std::size_t canary_bytes = 64;
+
+inline std::size_t page_size() noexcept {
+  static const std::size_t size = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  return size;
+}
+
+struct stack {
+  char* base = nullptr;         // start of the slot: the guard page (PROT_NONE only when guarded)
+  std::size_t slot_size = 0;    // guard page + usable
+  bool guarded = false;
+  std::size_t size_class = 0;   // the usable size asked for; pools match on it
+
+  char* bottom() const noexcept { return base + page_size(); }  // lowest usable byte: the canary zone
+  char* top() const noexcept { return base + slot_size; }
+  std::size_t usable_size() const noexcept { return slot_size - page_size(); }
+  bool canary_intact() const noexcept {
+    const volatile std::uint64_t* zone = reinterpret_cast<const volatile std::uint64_t*>(bottom());
+    std::uint64_t bits = 0;
+    for (std::size_t i = 0; i < canary_bytes / sizeof(std::uint64_t); ++i) bits |= zone[i];
+    return bits == 0;
+  }
+  // Is addr inside the guard page?
+  bool in_guard(const void* addr) const noexcept {
+    auto a = reinterpret_cast<std::uintptr_t>(addr);
+    auto lo = reinterpret_cast<std::uintptr_t>(base);
+    return guarded && a >= lo && a < lo + page_size();
+  }
+  explicit operator bool() const noexcept { return base != nullptr; }
+};
+
+struct stack_stats {
+  std::atomic<long> slots{0};    // stack slots carved so far (live or free)
+  std::atomic<long> guarded{0};  // slots with a guard page
+  std::atomic<long> released{0}; // free slots whose pages went back to the OS
+};
+inline stack_stats& stack_statistics() noexcept {
+  static stack_stats stats;
+  return stats;
+}
+
+// Mapping budget for guard pages, read once from /proc/sys/vm/max_map_count.
+inline long guard_budget() noexcept {
+  static const long budget = [] {
+    long max_map = 65530;
+    std::ifstream in("/proc/sys/vm/max_map_count");
+    if (in) in >> max_map;
+    return std::max(0L, max_map * 3 / 8);
+  }();
+  return budget;
+}
+
+// All stacks of one usable size. Process-wide; any thread.
+class size_class_pool {
+ public:
+  static constexpr std::size_t slab_stacks = 64;
+
+  explicit size_class_pool(std::size_t usable) : size_class_(usable) {
+    std::size_t ps = page_size();
+    usable_ = (std::max(usable, 4 * ps) + ps - 1) / ps * ps;
+  }
+  std::size_t size_class() const noexcept { return size_class_; }
+
+  // Appends up to `want` free stacks to out (at least one; maps a slab when
+  // the pool is empty). Throws std::bad_alloc when the kernel refuses.
+  void take(std::vector<stack>& out, std::size_t want) {
+    std::vector<stack> to_unpoison;
+    {
+      std::lock_guard lock(mu_);
+      while (want > 0 && !dirty_.empty()) {
+        out.push_back(dirty_.back());
+        dirty_.pop_back();
+        --want;
+      }
+      while (want > 0 && !clean_.empty()) {
+        out.push_back(clean_.back());
+        clean_.pop_back();
+        stack_statistics().released.fetch_sub(1, std::memory_order_relaxed);  // relaxed: statistic
+        --want;
+      }
+      if (want > 0) carve_slab(out, want);
+    }
+  }
+
+  // Takes back a free stack. When the dirty list passes its high-water mark,
+  // the excess down to the low-water mark goes back to the OS in one batch:
+  // sorted by address, so the freed slots of a slab merge into one madvise.
+  void give(stack s) noexcept {
+    std::vector<stack> excess;
+    {
+      std::lock_guard lock(mu_);
+      dirty_.push_back(s);  // capacity reserved for high water + 1: never throws
+      if (dirty_.size() <= high_water) return;
+      try {
+        excess.assign(dirty_.begin() + low_water, dirty_.end());
+      } catch (...) {
+        dirty_.pop_back();  // no memory to batch: leak this slot's address space, keep the invariant
+        return;
+      }
+      dirty_.resize(low_water);
+    }
+    release(excess);
+    std::lock_guard lock(mu_);
+    try {
+      clean_.insert(clean_.end(), excess.begin(), excess.end());
+    } catch (...) {
+      // Out of memory for the list itself: the (empty) slots' address space leaks.
+    }
+  }
+
+  static constexpr std::size_t high_water = GORO_STACK_CACHE_SHARED * 2;
+  static constexpr std::size_t low_water = GORO_STACK_CACHE_SHARED;
+
+ private:
+  static void release(std::vector<stack>& stacks) noexcept {
+    std::sort(stacks.begin(), stacks.end(), [](const stack& a, const stack& b) { return a.base < b.base; });
+    std::size_t i = 0;
+    while (i < stacks.size()) {
+      // A run of adjacent slots: release from the first usable byte to the
+      // last slot's top (guard pages in between are PROT_NONE and untouched).
+      std::size_t j = i + 1;
+      while (j < stacks.size() && stacks[j].base == stacks[j - 1].top()) ++j;
+      ::madvise(stacks[i].bottom(), static_cast<std::size_t>(stacks[j - 1].top() - stacks[i].bottom()),
+                MADV_DONTNEED);
+      i = j;
+    }
+    stack_statistics().released.fetch_add(static_cast<long>(stacks.size()), std::memory_order_relaxed);  // relaxed: statistic
+  }
+
+  void carve_slab(std::vector<stack>& out, std::size_t want) {
+    const std::size_t ps = page_size();
+    const std::size_t slot = usable_ + ps;
+    void* p = ::mmap(nullptr, slot * slab_stacks, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    char* base = static_cast<char*>(p);
+    stack_statistics().slots.fetch_add(slab_stacks, std::memory_order_relaxed);  // relaxed: statistic
+    for (std::size_t i = 0; i < slab_stacks; ++i) {
+      stack s{base + i * slot, slot, false, size_class_};
+      if (stack_statistics().guarded.fetch_add(1, std::memory_order_relaxed) < guard_budget() &&  // relaxed: a budget
+          ::mprotect(s.base, ps, PROT_NONE) == 0) {
+        s.guarded = true;
+      } else {
+        stack_statistics().guarded.fetch_sub(1, std::memory_order_relaxed);
+      }
+      if (want > 0) {
+        out.push_back(s);
+        --want;
+      } else {
+        clean_.push_back(s);  // never touched: as good as released
+        stack_statistics().released.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    if (dirty_.capacity() < high_water + 1) dirty_.reserve(high_water + 1);
+  }
+
+  const std::size_t size_class_;
+  std::size_t usable_;
+  std::mutex mu_;
+  std::vector<stack> dirty_;  // guarded by mu_: recently used, pages still resident
+  std::vector<stack> clean_;  // guarded by mu_: pages returned to the OS
+};
+
+// The pools, one per size class ever used (few in practice). Pools are never
+// destroyed: stacks may be released by fibers unwound at static destruction.
+inline size_class_pool& pool_for(std::size_t usable) {
+  static std::mutex mu;
+  static std::vector<size_class_pool*>* pools = new std::vector<size_class_pool*>();
+  std::lock_guard lock(mu);
+  for (size_class_pool* p : *pools)
+    if (p->size_class() == usable) return *p;
+  pools->push_back(new size_class_pool(usable));
+  return *pools->back();
+}
+
+// Per-worker cache in front of the size-class pool of the runtime's default
+// stack size. Owner thread only.
+class stack_cache {
+ public:
+  explicit stack_cache(std::size_t stack_size) : pool_(pool_for(stack_size)) {
+    free_.reserve(GORO_STACK_CACHE_PER_WORKER);
+  }
+  stack_cache(const stack_cache&) = delete;
+  stack_cache& operator=(const stack_cache&) = delete;
+  ~stack_cache() { flush(); }
+
+  std::size_t stack_size() const noexcept { return pool_.size_class(); }
+
+  stack take() {
+    if (free_.empty()) pool_.take(free_, GORO_STACK_CACHE_PER_WORKER / 2);
+    stack s = free_.back();
+    free_.pop_back();
+    sanitizer::asan_unpoison(s.bottom(), s.usable_size());
+    return s;
+  }
+  void give(stack s) noexcept {
+    if (free_.size() < GORO_STACK_CACHE_PER_WORKER) {
+      free_.push_back(s);  // capacity reserved: never throws
+      return;
+    }
+    pool_.give(s);
+  }
+  void flush() noexcept {
+    for (auto& s : free_) pool_.give(s);
+    free_.clear();
+  }
+
+ private:
+  size_class_pool& pool_;
+  std::vector<stack> free_;
+};
+
+// A stack from the size-class pool, for spawns that cannot use a worker cache.
+inline stack take_stack(std::size_t usable) {
+  std::vector<stack> one;
+  pool_for(usable).take(one, 1);
+  sanitizer::asan_unpoison(one.front().bottom(), one.front().usable_size());
+  return one.front();
+}
+inline void give_stack(stack s) noexcept { pool_for(s.size_class).give(s); }
+
+}  // namespace goro::detail

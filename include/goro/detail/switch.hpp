@@ -1,0 +1,222 @@
+// SPDX-License-Identifier: MIT
+// THE one switch point. Every context switch in goro goes through the four
+// functions below, which own all Boost.Context calls and carry the sanitizer
+// annotations and the per-fiber C++ exception state:
+//
+//   create()   build a fiber context on a stack (scheduler or spawner side)
+//   resume()   scheduler -> fiber; returns when the fiber suspends or exits
+//   suspend()  fiber -> the scheduler that resumed it
+//   destroy()  unwind a suspended fiber (forced unwind runs its destructors)
+//
+// Only the worker loop resumes fibers, and a fiber only ever suspends back to
+// the worker loop that resumed it (Go's mcall to g0): there are no direct
+// fiber-to-fiber switches, so every resume/suspend pair brackets one slice.
+//
+// Invariants:
+//   * context_ is valid exactly while the fiber is suspended; resumer_ exactly
+//     while it runs. Both belong to whoever is running the fiber.
+//   * The resumer's TSan handle and ASan stack bounds are recorded on every
+//     resume: fibers migrate, so they change (FEASIBILITY: annotation pattern).
+//   * The C++ exception globals (__cxa_eh_globals: caught exceptions and the
+//     uncaught count) are per thread, and Boost.Context does not switch them.
+//     A fiber parked inside a catch block that resumes on another worker would
+//     corrupt both threads' lists, so suspend() stores the fiber's globals and
+//     clears the thread's; the arrival side restores them. The worker loop
+//     runs outside any catch block, so "cleared" is its true state.
+//   * After a fiber exits, its stack (and the fiber object on it) is gone:
+//     resume() reports the exit and the caller must not touch the fiber again.
+#pragma once
+
+#include "goro/config.hpp"
+#include "goro/detail/sanitizer.hpp"
+#include "goro/detail/stack_pool.hpp"
+
+#include <boost/context/fiber.hpp>
+#include <boost/context/preallocated.hpp>
+#include <boost/context/stack_context.hpp>
+#include <cstddef>
+#include <cxxabi.h>
+#include <memory>
+#include <utility>
+
+namespace goro::detail {
+
+// libstdc++/libsupc++ layout of __cxa_eh_globals (x86_64 and aarch64 Linux).
+struct eh_globals {
+  void* caught_exceptions = nullptr;
+  unsigned int uncaught_exceptions = 0;
+};
+
+// The address is per thread and the function is declared const, so compilers
+// reuse it across a switch. noinline + the asm launder force a fresh lookup
+// (FEASIBILITY: thread_local across migration).
+[[gnu::noinline]] inline eh_globals* current_eh_globals() noexcept {
+  auto* p = reinterpret_cast<eh_globals*>(abi::__cxa_get_globals());
+  asm volatile("" : "+r"(p));
+  return p;
+}
+
+class execution_context;
+
+// Hooks a context runs on its own stack: run() is the fiber's body; finalize()
+// releases everything the fiber owns except the stack (which Boost frees right
+// after), and runs on the normal exit path and on forced unwind alike.
+struct context_entry {
+  void (*run)(void* arg);
+  void (*finalize)(void* arg) noexcept;
+  void* arg;
+};
+
+class execution_context {
+ public:
+  execution_context() = default;
+  execution_context(const execution_context&) = delete;
+  execution_context& operator=(const execution_context&) = delete;
+
+  bool started() const noexcept { return started_; }
+  const detail::stack& stack() const noexcept { return stack_; }
+
+  // Builds the context. sp is where the stack proper starts (below whatever
+  // the caller placed at the top of the mapping, e.g. the fiber object).
+  // Any thread.
+  void create(detail::stack s, char* sp, context_entry entry) {
+    stack_ = s;
+    entry_ = entry;
+    tsan_fiber_ = sanitizer::tsan_create();
+    boost::context::stack_context sctx;
+    sctx.sp = sp;
+    sctx.size = static_cast<std::size_t>(sp - s.bottom());
+    void* self = sanitizer::tsan_current();
+    // The Boost constructor jumps into the new stack and straight back.
+    sanitizer::tsan_switch_to(tsan_fiber_);
+    context_ = boost::context::fiber(std::allocator_arg, boost::context::preallocated(sp, sctx.size, sctx),
+                                     stack_releaser{s}, [this](boost::context::fiber&& resumer) {
+                                       return entry_point(std::move(resumer));
+                                     });
+    sanitizer::tsan_switch_to(self);
+  }
+
+  // Scheduler side: runs the fiber until it suspends (returns true) or exits
+  // (returns false; *this no longer exists). Worker thread only.
+  bool resume() noexcept {
+    void* fiber_handle = tsan_fiber_;
+    tsan_resumer_ = sanitizer::tsan_current();
+    void* fake_stack = nullptr;
+    sanitizer::asan_start_switch(&fake_stack, stack_.bottom(), stack_.usable_size());
+    sanitizer::tsan_switch_to(fiber_handle);
+    boost::context::fiber next = std::move(context_).resume();
+    sanitizer::asan_finish_switch(fake_stack, nullptr, nullptr);
+    if (!next) {  // exited: the stack, and *this with it, is gone
+      sanitizer::tsan_destroy(fiber_handle);
+      return false;
+    }
+    context_ = std::move(next);
+    return true;
+  }
+
+  // Fiber side: switches back to the scheduler that resumed this fiber and
+  // returns when some scheduler resumes it again (maybe on another thread).
+  // Throws boost's forced_unwind when the fiber is destroyed while suspended;
+  // that exception must propagate (never swallow it).
+  void suspend() {
+    eh_globals* globals = current_eh_globals();
+    eh_ = *globals;
+    *globals = eh_globals{};
+    void* fake_stack = nullptr;
+    arrival on_arrival{*this, fake_stack};
+    sanitizer::asan_start_switch(&fake_stack, asan_resumer_bottom_, asan_resumer_size_);
+    sanitizer::tsan_switch_to(tsan_resumer_);
+    resumer_ = std::move(resumer_).resume();
+  }
+
+  // Unwinds a suspended fiber on the calling thread: destructors on its stack
+  // run here, then the stack is released. *this is gone afterwards.
+  void destroy() noexcept {
+    eh_globals* globals = current_eh_globals();
+    eh_globals saved = *globals;
+    *globals = eh_globals{};
+    void* fiber_handle = tsan_fiber_;
+    void* self = sanitizer::tsan_current();
+    tsan_resumer_ = self;
+    boost::context::fiber victim = std::move(context_);
+    if (!started_) {
+      // Never ran: the entry point never started, so nothing on the stack
+      // needs unwinding; release what the fiber owns, then let Boost free the
+      // stack (its unwind runs only inside its own entry frame).
+      entry_.finalize(entry_.arg);
+      sanitizer::tsan_switch_to(fiber_handle);
+      victim = {};
+      sanitizer::tsan_switch_to(self);
+    } else {
+      void* fake_stack = nullptr;
+      sanitizer::asan_start_switch(&fake_stack, stack_.bottom(), stack_.usable_size());
+      sanitizer::tsan_switch_to(fiber_handle);
+      victim = {};  // forced unwind; entry_point() switches TSan back to us
+      sanitizer::asan_finish_switch(fake_stack, nullptr, nullptr);
+    }
+    sanitizer::tsan_destroy(fiber_handle);
+    *current_eh_globals() = saved;
+  }
+
+ private:
+  // Returns a stack to the calling worker's cache (or the shared pool) once
+  // Boost has destroyed the fiber record on it.
+  struct stack_releaser {
+    detail::stack stack_to_release;
+    void deallocate(boost::context::stack_context&) noexcept;  // defined in scheduler.hpp
+  };
+
+  // Runs when a suspended fiber is resumed (or unwound): re-learns the
+  // resumer's stack bounds and restores the fiber's exception globals.
+  struct arrival {
+    execution_context& self;
+    void*& fake_stack;
+    ~arrival() {
+      sanitizer::asan_finish_switch(fake_stack, &self.asan_resumer_bottom_, &self.asan_resumer_size_);
+      *current_eh_globals() = self.eh_;
+    }
+  };
+
+  boost::context::fiber entry_point(boost::context::fiber&& resumer) {
+    started_ = true;
+    resumer_ = std::move(resumer);
+    sanitizer::asan_finish_switch(nullptr, &asan_resumer_bottom_, &asan_resumer_size_);
+    *current_eh_globals() = eh_globals{};
+    try {
+      entry_.run(entry_.arg);
+    } catch (boost::context::detail::forced_unwind const&) {
+      leave_for_good_prepare();
+      // Boost catches it in its entry frame and jumps to the destroyer.
+      throw;
+    }
+    boost::context::fiber back = std::move(resumer_);
+    leave_for_good_prepare();
+    return back;
+  }
+
+  // The last steps on this stack: release the fiber (finalize may destroy
+  // *this, so copy what the final switch needs first), then tell the
+  // sanitizers we leave for good.
+  void leave_for_good_prepare() noexcept {
+    const void* bottom = asan_resumer_bottom_;
+    std::size_t size = asan_resumer_size_;
+    void* resumer_handle = tsan_resumer_;
+    context_entry entry = entry_;
+    entry.finalize(entry.arg);      // *this may be gone from here on
+    sanitizer::asan_start_switch(nullptr, bottom, size);  // nullptr: this fake stack dies
+    sanitizer::tsan_switch_to(resumer_handle);
+  }
+
+  boost::context::fiber context_;  // this fiber, while suspended
+  boost::context::fiber resumer_;  // the worker loop that runs it, while running
+  detail::stack stack_{};
+  context_entry entry_{};
+  void* tsan_fiber_ = nullptr;
+  void* tsan_resumer_ = nullptr;
+  const void* asan_resumer_bottom_ = nullptr;
+  std::size_t asan_resumer_size_ = 0;
+  eh_globals eh_{};
+  bool started_ = false;
+};
+
+}  // namespace goro::detail

@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: MIT
+// The waiter (Go's sudog): what a blocked fiber or plain thread leaves on a
+// primitive's wait queue, and the wait_queue itself (intrusive FIFO with O(1)
+// removal, for timeouts and cancellation).
+//
+// Invariants:
+//   * A waiter lives on the blocked party's stack, and is linked into at most
+//     one wait_queue; its links and `queued` are guarded by the lock of the
+//     primitive that owns that queue.
+//   * Whoever unlinks a waiter (under that lock) owns the right to wake it,
+//     exactly once. wake() must be the last touch: the waiter may be gone as
+//     soon as it returns.
+#pragma once
+
+#include "goro/detail/futex.hpp"
+
+#include <cstdint>
+
+namespace goro::detail {
+
+struct fiber;
+void ready(fiber* f);  // scheduler.hpp
+
+struct waiter {
+  fiber* fib = nullptr;  // null: a plain OS thread, woken through `event`
+  thread_event event;
+  waiter* prev = nullptr;
+  waiter* next = nullptr;
+  bool queued = false;
+  void* data = nullptr;    // primitive-specific payload (e.g. element for channels)
+  std::uint32_t outcome = 0;  // primitive-specific result, written before wake()
+
+  // Any thread. The caller has unlinked this waiter.
+  void wake() noexcept {
+    if (fib != nullptr)
+      ready(fib);
+    else
+      event.notify();
+  }
+};
+
+class wait_queue {
+ public:
+  bool empty() const noexcept { return head_ == nullptr; }
+  waiter* front() const noexcept { return head_; }
+
+  void push_back(waiter* w) noexcept {
+    w->prev = tail_;
+    w->next = nullptr;
+    if (tail_ != nullptr)
+      tail_->next = w;
+    else
+      head_ = w;
+    tail_ = w;
+    w->queued = true;
+  }
+  void push_front(waiter* w) noexcept {
+    w->next = head_;
+    w->prev = nullptr;
+    if (head_ != nullptr)
+      head_->prev = w;
+    else
+      tail_ = w;
+    head_ = w;
+    w->queued = true;
+  }
+  waiter* pop_front() noexcept {
+    waiter* w = head_;
+    if (w != nullptr) remove(w);
+    return w;
+  }
+  void remove(waiter* w) noexcept {
+    if (w->prev != nullptr)
+      w->prev->next = w->next;
+    else
+      head_ = w->next;
+    if (w->next != nullptr)
+      w->next->prev = w->prev;
+    else
+      tail_ = w->prev;
+    w->prev = w->next = nullptr;
+    w->queued = false;
+  }
+
+ private:
+  waiter* head_ = nullptr;
+  waiter* tail_ = nullptr;
+};
+
+}  // namespace goro::detail

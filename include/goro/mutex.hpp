@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: MIT
+// goro::mutex: Go's sync.Mutex for fibers and threads. Satisfies Lockable, so
+// std::lock_guard, std::unique_lock and std::scoped_lock work.
+#pragma once
+
+#include "goro/detail/scheduler.hpp"
+#include "goro/detail/spinlock.hpp"
+#include "goro/detail/waiter.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+
+namespace goro {
+
+// mutex is a mutual-exclusion lock whose lock() parks the calling fiber
+// instead of blocking its worker thread.
+//
+// State word (state_):
+//   bit 0  locked      held by someone
+//   bit 1  has_waiters wait queue non-empty; set and cleared under queue_lock_
+// Fast path: CAS 0 -> locked. unlock(): clear locked; only when has_waiters
+// was set does it take queue_lock_ and wake the first waiter, which then
+// competes for the lock again (barging, like Go's normal mode: better
+// throughput than direct hand-off). A woken waiter that loses re-queues at
+// the front, so it is next again.
+//
+// Requirements: unlock() only by the holder; not recursive.
+// Blocks: lock() parks a fiber or blocks a plain thread.
+// Memory ordering: unlock() happens-before the next successful lock().
+class mutex {
+ public:
+  mutex() = default;
+  mutex(const mutex&) = delete;
+  mutex& operator=(const mutex&) = delete;
+
+  void lock() {
+    std::uint32_t expected = 0;
+    if (state_.compare_exchange_weak(expected, locked, std::memory_order_acquire,  // acquire: pairs with unlock()
+                                     std::memory_order_relaxed))
+      return;
+    lock_slow();
+  }
+  bool try_lock() noexcept {
+    std::uint32_t s = state_.load(std::memory_order_relaxed);
+    while ((s & locked) == 0) {
+      if (state_.compare_exchange_weak(s, s | locked, std::memory_order_acquire, std::memory_order_relaxed))
+        return true;
+    }
+    return false;
+  }
+  void unlock() {
+    std::uint32_t prev = state_.fetch_and(~locked, std::memory_order_release);  // release: pairs with lock()
+    if (prev == locked) return;  // no waiters
+    unlock_slow();
+  }
+
+ private:
+  static constexpr std::uint32_t locked = 1;
+  static constexpr std::uint32_t has_waiters = 2;
+
+  [[gnu::noinline]] void lock_slow() {
+    // A short spin first: critical sections are often shorter than a park.
+    for (int i = 0; i < 64; ++i) {
+      detail::cpu_relax();
+      if (try_lock()) return;
+    }
+    bool requeue_front = false;
+    for (;;) {
+      queue_lock_.lock();
+      std::uint32_t s = state_.load(std::memory_order_relaxed);
+      if ((s & locked) == 0) {
+        if (state_.compare_exchange_strong(s, s | locked, std::memory_order_acquire, std::memory_order_relaxed)) {
+          queue_lock_.unlock();
+          return;
+        }
+        queue_lock_.unlock();
+        continue;
+      }
+      // Announce a waiter while the lock is held: the holder's unlock() then
+      // sees has_waiters and takes queue_lock_, which we hold until parked.
+      if ((s & has_waiters) == 0 &&
+          !state_.compare_exchange_strong(s, s | has_waiters, std::memory_order_relaxed)) {  // relaxed: queue_lock_ orders the rest
+        queue_lock_.unlock();
+        continue;
+      }
+      detail::waiter w;
+      w.fib = detail::current_fiber();
+      if (requeue_front)
+        waiters_.push_front(&w);
+      else
+        waiters_.push_back(&w);
+      detail::block_on(queue_lock_, w, wait_reason::mutex_lock);
+      requeue_front = true;
+      if (try_lock()) return;
+    }
+  }
+
+  [[gnu::noinline]] void unlock_slow() {
+    detail::waiter* w;
+    {
+      std::lock_guard lock(queue_lock_);
+      w = waiters_.pop_front();
+      if (waiters_.empty()) state_.fetch_and(~has_waiters, std::memory_order_relaxed);  // relaxed: under queue_lock_
+    }
+    if (w != nullptr) w->wake();
+  }
+
+  std::atomic<std::uint32_t> state_{0};
+  detail::spinlock queue_lock_;
+  detail::wait_queue waiters_ GORO_GUARDED_BY(queue_lock_);
+};
+
+}  // namespace goro
