@@ -1,0 +1,213 @@
+// SPDX-License-Identifier: MIT
+// goro::run() and goro::spawn(): results, exceptions, nesting, spawning from
+// fibers and from plain threads, many fibers.
+#include "goro_test.hpp"
+
+#include <array>
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+using namespace std::chrono_literals;
+
+TEST_CASE("run returns the main fiber's value") {
+  unsigned workers = GORO_WORKERS();
+  int v = goro_test::run_in_goro(workers, [] { return 42; });
+  CHECK(v == 42);
+  std::string s = goro_test::run_in_goro(workers, [] { return std::string(100, 'x'); });
+  CHECK(s.size() == 100);
+}
+
+TEST_CASE("run returns move-only results") {
+  auto p = goro::run([] { return std::make_unique<int>(7); });
+  REQUIRE(p);
+  CHECK(*p == 7);
+}
+
+TEST_CASE("run rethrows the main fiber's exception after shutdown") {
+  unsigned workers = GORO_WORKERS();
+  goro::run_options o;
+  o.workers = workers;
+  CHECK_THROWS_WITH(goro::run(o, []() -> int { throw std::runtime_error("boom"); }), "boom");
+  CHECK(goro::live_fibers() == 0);
+}
+
+TEST_CASE("run from inside a fiber is a misuse naming the fiber") {
+  goro::run([] {
+    goro::wait_group wg;
+    std::string message;
+    wg.add(1);
+    goro::spawn({.name = "nested-runner"}, [&] {
+      try {
+        goro::run([] {});
+      } catch (const goro::misuse_error& e) {
+        message = e.what();
+      }
+      wg.done();
+    });
+    wg.wait();
+    CHECK(message.find("nested-runner") != std::string::npos);
+  });
+}
+
+TEST_CASE("spawn outside any runtime throws") {
+  CHECK_THROWS_AS(goro::spawn([] {}), goro::misuse_error);
+}
+
+TEST_CASE("main fiber is named and has an id") {
+  goro::run_options o;
+  o.main_name = "the-main";
+  goro::run(o, [] {
+    CHECK(goro::this_fiber::name() == "the-main");
+    CHECK(goro::this_fiber::id() != 0);
+    CHECK(goro::this_fiber::in_fiber());
+  });
+  CHECK_FALSE(goro::this_fiber::in_fiber());
+  CHECK(goro::this_fiber::id() == 0);
+}
+
+TEST_CASE("nested spawns form a tree and all finish") {
+  unsigned workers = GORO_WORKERS();
+  const int depth = 6;  // 4^0 + ... + 4^6 = 5461 fibers
+  long count = goro_test::run_in_goro(workers, [&] {
+    std::atomic<long> n{0};
+    goro::wait_group wg;
+    std::function<void(int)> node = [&](int level) {
+      n.fetch_add(1, std::memory_order_relaxed);
+      if (level < depth) {
+        for (int i = 0; i < 4; ++i) {
+          wg.add(1);
+          goro::spawn([&, level] {
+            node(level + 1);
+            wg.done();
+          });
+        }
+      }
+    };
+    node(0);
+    wg.wait();
+    return n.load();
+  });
+  CHECK(count == 5461);
+}
+
+TEST_CASE("spawn from a plain thread joins the running runtime") {
+  unsigned workers = GORO_WORKERS();
+  goro_test::run_in_goro(workers, [] {
+    goro::wait_group wg;
+    std::atomic<int> ran{0};
+    std::atomic<bool> all_in_fibers{true};
+    wg.add(100);
+    std::thread outsider([&] {
+      for (int i = 0; i < 100; ++i)
+        goro::spawn({.name = "from-thread"}, [&] {
+          if (!goro::this_fiber::in_fiber()) all_in_fibers = false;
+          ran.fetch_add(1);
+          wg.done();
+        });
+    });
+    wg.wait();
+    outsider.join();
+    CHECK(ran.load() == 100);
+    CHECK(all_in_fibers.load());
+  });
+}
+
+TEST_CASE("one million fibers spawned and joined") {
+  // With one worker all of them are alive at once (the spawner never blocks
+  // until wait()); that case is covered by the memory benchmark instead.
+  unsigned workers = GENERATE(2u, 4u);
+  const long n = goro_test::scaled(1'000'000, 1000);
+  long sum = goro_test::run_in_goro(workers, [&] {
+    goro::wait_group wg;
+    std::atomic<long> total{0};
+    wg.add(n);
+    for (long i = 0; i < n; ++i)
+      goro::spawn([&, i] {
+        total.fetch_add(i, std::memory_order_relaxed);
+        wg.done();
+      });
+    wg.wait();
+    return total.load();
+  });
+  CHECK(sum == n * (n - 1) / 2);
+  CHECK(goro::live_fibers() == 0);
+}
+
+TEST_CASE("callables of any size and move-only callables") {
+  goro_test::run_in_goro(2, [] {
+    goro::wait_group wg;
+    // 16 KiB: more than an eighth of a 64 KiB stack, so the callable goes to
+    // the heap (under sanitizers, with 256 KiB stacks, it stays on the stack).
+    std::array<char, 16 * 1024> big{};
+    big[100] = 'g';
+    std::atomic<int> ok{0};
+    wg.add(2);
+    goro::spawn([&wg, &ok, big] {
+      if (big[100] == 'g') ok++;
+      wg.done();
+    });
+    auto owned = std::make_unique<int>(5);
+    goro::spawn([&wg, &ok, owned = std::move(owned)] {
+      if (*owned == 5) ok++;
+      wg.done();
+    });
+    wg.wait();
+    CHECK(ok.load() == 2);
+  });
+}
+
+TEST_CASE("spawn_options stack_size gives a larger stack") {
+  goro_test::run_in_goro(2, [] {
+    goro::wait_group wg;
+    std::atomic<bool> ok{false};
+    wg.add(1);
+    goro::spawn({.name = "big-stack", .stack_size = 1024 * 1024}, [&] {
+      volatile char buffer[512 * 1024];
+      buffer[0] = 1;
+      buffer[sizeof buffer - 1] = 2;
+      ok = buffer[0] + buffer[sizeof buffer - 1] == 3;
+      wg.done();
+    });
+    wg.wait();
+    CHECK(ok.load());
+  });
+}
+
+TEST_CASE("a panic handler receives the escaped exception and the fiber") {
+  goro::run_options o;
+  o.workers = 2;
+  std::string seen_name, seen_what;
+  goro::wait_group* handled = nullptr;
+  o.panic_handler = [&](const goro::fiber_info& info, std::exception_ptr e) {
+    seen_name = info.name;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      seen_what = ex.what();
+    }
+    handled->done();
+  };
+  goro::run(o, [&] {
+    goro::wait_group wg;
+    handled = &wg;
+    wg.add(1);
+    goro::spawn({.name = "thrower"}, [] { throw std::logic_error("escaped"); });
+    wg.wait();
+  });
+  CHECK(seen_name == "thrower");
+  CHECK(seen_what == "escaped");
+}
+
+TEST_CASE("runs can follow each other and run side by side on different threads") {
+  for (int i = 0; i < 5; ++i) CHECK(goro::run([i] { return i; }) == i);
+  std::atomic<int> total{0};
+  std::thread a([&] { total += goro::run([] { return 1; }); });
+  std::thread b([&] { total += goro::run([] { return 2; }); });
+  a.join();
+  b.join();
+  CHECK(total.load() == 3);
+}
