@@ -9,7 +9,7 @@
 #include "goro/errors.hpp"
 
 #include <cstddef>
-#include <source_location>
+#include "goro/source_location.hpp"
 #include <string>
 #include <utility>
 
@@ -41,12 +41,12 @@ inline scheduler& scheduler_for_spawn() {
 //   no stack can be mapped. An exception escaping fn is a panic: see
 //   run_options::panic_handler.
 template <class Fn>
-void spawn(spawn_options options, Fn&& fn, std::source_location site = std::source_location::current()) {
+void spawn(spawn_options options, Fn&& fn, goro::source_location site = goro::source_location::current()) {
   detail::scheduler_for_spawn().spawn(options.name, options.stack_size, site, false, std::forward<Fn>(fn));
 }
 
 template <class Fn>
-void spawn(Fn&& fn, std::source_location site = std::source_location::current()) {
+void spawn(Fn&& fn, goro::source_location site = goro::source_location::current()) {
   detail::scheduler_for_spawn().spawn(std::string(), 0, site, false, std::forward<Fn>(fn));
 }
 

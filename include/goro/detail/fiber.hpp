@@ -25,7 +25,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <ctime>
-#include <source_location>
+#include "goro/source_location.hpp"
 #include <string>
 
 namespace goro::detail {
@@ -53,7 +53,7 @@ struct fiber {
   // --- identity: immutable once registered ---
   std::uint64_t id = 0;
   std::string name;
-  std::source_location spawn_site;
+  goro::source_location spawn_site;
   bool is_main = false;
 
   // --- descriptive state for diagnostics ---

@@ -80,7 +80,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
-#include <source_location>
+#include "goro/source_location.hpp"
 #include <sstream>
 #include <string>
 #include <thread>
@@ -246,7 +246,7 @@ class scheduler {
   void wait_and_stop();
 
   template <class Fn>
-  void spawn(const std::string& name, std::size_t stack_size, std::source_location site, bool is_main, Fn&& fn);
+  void spawn(const std::string& name, std::size_t stack_size, goro::source_location site, bool is_main, Fn&& fn);
 
   void ready(fiber* f);
   void wake_one_worker() noexcept;
@@ -402,21 +402,43 @@ inline void sleep_until_time(steady_time deadline) {
       &s);
 }
 
+// A fiber's timed wait on a primitive: the timer that ends it, and what the
+// timer needs to unlink the waiter under the primitive's lock.
+struct timed_wait {
+  timer_node timer;
+  spinlock* lock = nullptr;
+  wait_queue* queue = nullptr;
+  waiter* w = nullptr;
+  bool timed_out = false;  // written by fire() under *lock, read after cancel()
+
+  // Timer side (scheduler context, any worker): wins only if the waiter is
+  // still queued; otherwise the primitive already woke it.
+  static void fire(timer_node* node) noexcept GORO_NO_TSA {
+    auto* self = static_cast<timed_wait*>(node->context);
+    self->lock->lock();
+    if (!self->w->queued) {
+      self->lock->unlock();
+      return;
+    }
+    self->queue->remove(self->w);
+    self->timed_out = true;
+    fiber* f = self->w->fib;
+    self->lock->unlock();
+    ready(f);
+  }
+  // After the fiber switched out: arm the timer, then let wakers in.
+  static void arm_and_unlock(void* arg) noexcept GORO_NO_TSA {
+    auto* self = static_cast<timed_wait*>(arg);
+    add_timer_on_current_worker(&self->timer);
+    self->lock->unlock();
+  }
+};
+
 // A waiter that gives up at a deadline. The caller queued w under lock and
 // holds lock; on return lock is released. Returns true when woken by the
-// primitive, false on timeout (then w was unlinked by the timeout).
+// primitive, false on timeout (then the timeout unlinked w).
 inline bool block_on_until(spinlock& lock, wait_queue& queue, waiter& w, wait_reason reason,
                            steady_time deadline) GORO_NO_TSA {
-  struct timed {
-    timer_node timer;
-    spinlock* lock;
-    wait_queue* queue;
-    waiter* w;
-    bool timed_out = false;
-  } t{};
-  t.lock = &lock;
-  t.queue = &queue;
-  t.w = &w;
   if (w.fib == nullptr) {
     lock.unlock();
     if (w.event.wait_until(deadline)) return true;
@@ -430,29 +452,14 @@ inline bool block_on_until(spinlock& lock, wait_queue& queue, waiter& w, wait_re
     w.event.wait();  // a waker unlinked us first: its wake() is on the way
     return true;
   }
+  timed_wait t;
+  t.lock = &lock;
+  t.queue = &queue;
+  t.w = &w;
   t.timer.when = deadline;
   t.timer.context = &t;
-  t.timer.fire = [](timer_node* node) noexcept GORO_NO_TSA {
-    auto* self = static_cast<timed*>(node->context);
-    self->lock->lock();
-    if (!self->w->queued) {  // the primitive woke it first
-      self->lock->unlock();
-      return;
-    }
-    self->queue->remove(self->w);
-    self->timed_out = true;
-    fiber* f = self->w->fib;
-    self->lock->unlock();
-    ready(f);
-  };
-  park(
-      reason,
-      [](void* arg) noexcept GORO_NO_TSA {
-        auto* self = static_cast<timed*>(arg);
-        add_timer_on_current_worker(&self->timer);
-        self->lock->unlock();
-      },
-      &t);
+  t.timer.fire = &timed_wait::fire;
+  park(reason, &timed_wait::arm_and_unlock, &t);
   // Woken by the primitive or by the timer. Remove the timer (or wait until a
   // fire() already running elsewhere is done with t) before t goes away.
   timer_heap::cancel(&t.timer);
@@ -466,7 +473,7 @@ inline void run_fiber(void* arg);
 inline void finalize_fiber(void* arg) noexcept;
 
 template <class Fn>
-void scheduler::spawn(const std::string& name, std::size_t stack_size, std::source_location site, bool is_main,
+void scheduler::spawn(const std::string& name, std::size_t stack_size, goro::source_location site, bool is_main,
                       Fn&& fn) {
   using callable_t = std::decay_t<Fn>;
   worker* w = current_worker();
@@ -774,7 +781,7 @@ void scheduler::start(Fn&& main_fn) {
     std::lock_guard lock(process().mu);
     process().schedulers.push_back(this);
   }
-  spawn(main_name_, 0, std::source_location::current(), true, std::forward<Fn>(main_fn));
+  spawn(main_name_, 0, goro::source_location::current(), true, std::forward<Fn>(main_fn));
   for (auto& w : workers_) {
     worker* raw = w.get();
     raw->thread_ = std::thread([raw] { raw->loop(); });

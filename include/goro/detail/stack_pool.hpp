@@ -102,7 +102,9 @@ inline long guard_budget() noexcept {
     long max_map = 65530;
     std::ifstream in("/proc/sys/vm/max_map_count");
     if (in) in >> max_map;
-    return std::max(0L, max_map * 3 / 8);
+    // Sanitizers map per-fiber state of their own (TSan: a shadow stack per
+    // fiber), so they get a smaller share of the mapping budget.
+    return std::max(0L, (tsan_enabled || asan_enabled) ? max_map / 16 : max_map * 3 / 8);
   }();
   return budget;
 }

@@ -100,13 +100,18 @@ class execution_context {
   // (returns false; *this no longer exists). Worker thread only.
   bool resume() noexcept {
     void* fiber_handle = tsan_fiber_;
-    tsan_resumer_ = sanitizer::tsan_current();
+    void* self = sanitizer::tsan_current();
+    tsan_resumer_ = self;
     void* fake_stack = nullptr;
     sanitizer::asan_start_switch(&fake_stack, stack_.bottom(), stack_.usable_size());
     sanitizer::tsan_switch_to(fiber_handle);
     boost::context::fiber next = std::move(context_).resume();
     sanitizer::asan_finish_switch(fake_stack, nullptr, nullptr);
     if (!next) {  // exited: the stack, and *this with it, is gone
+      // TSan is switched back here, not by the exiting fiber: its last frames
+      // (the entry lambda, Boost's fiber_entry) still return after its final
+      // statement, and their exits must pop the fiber's shadow stack.
+      sanitizer::tsan_switch_to(self);
       sanitizer::tsan_destroy(fiber_handle);
       return false;
     }
@@ -151,7 +156,8 @@ class execution_context {
       void* fake_stack = nullptr;
       sanitizer::asan_start_switch(&fake_stack, stack_.bottom(), stack_.usable_size());
       sanitizer::tsan_switch_to(fiber_handle);
-      victim = {};  // forced unwind; entry_point() switches TSan back to us
+      victim = {};  // forced unwind runs the fiber's destructors, then frees its stack
+      sanitizer::tsan_switch_to(self);
       sanitizer::asan_finish_switch(fake_stack, nullptr, nullptr);
     }
     sanitizer::tsan_destroy(fiber_handle);
@@ -195,16 +201,14 @@ class execution_context {
   }
 
   // The last steps on this stack: release the fiber (finalize may destroy
-  // *this, so copy what the final switch needs first), then tell the
-  // sanitizers we leave for good.
+  // *this, so copy what the final switch needs first), then tell ASan we
+  // leave for good. (TSan is switched back by the resumer: see resume().)
   void leave_for_good_prepare() noexcept {
     const void* bottom = asan_resumer_bottom_;
     std::size_t size = asan_resumer_size_;
-    void* resumer_handle = tsan_resumer_;
     context_entry entry = entry_;
-    entry.finalize(entry.arg);      // *this may be gone from here on
+    entry.finalize(entry.arg);  // *this may be gone from here on
     sanitizer::asan_start_switch(nullptr, bottom, size);  // nullptr: this fake stack dies
-    sanitizer::tsan_switch_to(resumer_handle);
   }
 
   boost::context::fiber context_;  // this fiber, while suspended
