@@ -77,7 +77,7 @@ class condition_variable {
   void notify_one() {
     detail::waiter* w;
     {
-      std::lock_guard lock(queue_lock_);
+      detail::spin_guard lock(queue_lock_);
       w = waiters_.pop_front();
     }
     if (w != nullptr) w->wake();
@@ -85,7 +85,7 @@ class condition_variable {
   void notify_all() {
     detail::wait_queue woken;
     {
-      std::lock_guard lock(queue_lock_);
+      detail::spin_guard lock(queue_lock_);
       while (detail::waiter* w = waiters_.pop_front()) woken.push_back(w);
     }
     while (detail::waiter* w = woken.pop_front()) w->wake();

@@ -100,7 +100,7 @@ class mutex {
   [[gnu::noinline]] void unlock_slow() {
     detail::waiter* w;
     {
-      std::lock_guard lock(queue_lock_);
+      detail::spin_guard lock(queue_lock_);
       w = waiters_.pop_front();
       if (waiters_.empty()) state_.fetch_and(~has_waiters, std::memory_order_relaxed);  // relaxed: under queue_lock_
     }

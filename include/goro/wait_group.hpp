@@ -76,7 +76,7 @@ class wait_group {
   [[gnu::noinline]] void wake_all() GORO_EXCLUDES(lock_) {
     detail::wait_queue woken;
     {
-      std::lock_guard lock(lock_);
+      detail::spin_guard lock(lock_);
       while (detail::waiter* w = waiters_.pop_front()) woken.push_back(w);
     }
     while (detail::waiter* w = woken.pop_front()) w->wake();

@@ -94,114 +94,121 @@ TEST_CASE("try_lock takes a free mutex and fails on a held one without blocking"
     REQUIRE(m.try_lock());
     CHECK_FALSE(m.try_lock());  // not recursive: held, even by the caller
 
-    // Another fiber and a plain thread both fail while it is held...
+    // Another fiber and a plain thread both fail while it is held (and do
+    // not block: on one worker a blocked fiber would never return here)...
     goro::wait_group wg;
     std::atomic<int> fiber_result{-1};
-    wg.add(1);
-    goro::spawn([&] {
-      fiber_result = m.try_lock() ? 1 : 0;
-      wg.done();
-    });
-    wg.wait();
-    CHECK(fiber_result.load() == 0);
-    int thread_result = -1;
-    std::thread([&] { thread_result = m.try_lock() ? 1 : 0; }).join();
-    CHECK(thread_result == 0);
+    auto try_in_fiber = [&] {
+      wg.add(1);
+      goro::spawn([&] {
+        bool got = m.try_lock();
+        fiber_result = got ? 1 : 0;
+        if (got) m.unlock();
+        wg.done();
+      });
+      wg.wait();
+      return fiber_result.load();
+    };
+    auto try_in_thread = [&] {
+      int result = -1;
+      std::thread([&] {
+        bool got = m.try_lock();
+        result = got ? 1 : 0;
+        if (got) m.unlock();
+      }).join();
+      return result;
+    };
+    CHECK(try_in_fiber() == 0);
+    CHECK(try_in_thread() == 0);
 
     // ...and succeed once it is released.
     m.unlock();
-    wg.add(1);
-    goro::spawn([&] {
-      fiber_result = m.try_lock() ? 1 : 0;
-      wg.done();
-    });
-    wg.wait();
-    CHECK(fiber_result.load() == 1);
-    CHECK_FALSE(m.try_lock());  // the fiber still holds it
-    m.unlock();                 // any party may release (like Go; not like std::mutex)
-    std::thread([&] {
-      thread_result = m.try_lock() ? 1 : 0;
-      if (thread_result == 1) m.unlock();
-    }).join();
-    CHECK(thread_result == 1);
+    CHECK(try_in_fiber() == 1);
+    CHECK(try_in_thread() == 1);
     CHECK(m.try_lock());
     m.unlock();
   });
 }
 
-TEST_CASE("std::lock_guard, std::unique_lock and std::scoped_lock work with goro::mutex") {
+TEST_CASE("std::scoped_lock over two goro mutexes taken in opposite orders does not deadlock") {
   unsigned workers = GORO_WORKERS();
   const long iterations = goro_test::scaled(500, 50);
+  const int fibers = 8;
   goro_test::run_in_goro(workers, [&] {
     goro::mutex a, b;
-    long both = 0, only_a = 0;  // both: under a and b; only_a: under a
+    long both = 0;  // under a and b
     goro::wait_group wg;
-
-    SECTION("scoped_lock over two mutexes taken in opposite orders does not deadlock") {
-      const int fibers = 8;
-      wg.add(fibers);
-      for (int f = 0; f < fibers; ++f)
-        goro::spawn([&, f] {
-          for (long i = 0; i < iterations; ++i) {
-            if (f % 2 == 0) {
-              std::scoped_lock lock(a, b);
-              long v = both;
-              if (i % 8 == 0) goro::yield();
-              both = v + 1;
-            } else {
-              std::scoped_lock lock(b, a);
-              long v = both;
-              if (i % 8 == 0) goro::yield();
-              both = v + 1;
-            }
+    wg.add(fibers);
+    for (int f = 0; f < fibers; ++f)
+      goro::spawn([&, f] {
+        for (long i = 0; i < iterations; ++i) {
+          auto bump = [&] {
+            long v = both;
+            if (i % 8 == 0) goro::yield();
+            both = v + 1;
+          };
+          if (f % 2 == 0) {
+            std::scoped_lock lock(a, b);
+            bump();
+          } else {
+            std::scoped_lock lock(b, a);
+            bump();
           }
-          wg.done();
-        });
-      wg.wait();
-      CHECK(both == fibers * iterations);
-    }
+        }
+        wg.done();
+      });
+    wg.wait();
+    CHECK(both == fibers * iterations);
+    // Nothing is left held.
+    CHECK(a.try_lock());
+    CHECK(b.try_lock());
+    a.unlock();
+    b.unlock();
+  });
+}
 
-    SECTION("lock_guard and unique_lock, deferred, tried, released and re-taken") {
-      const int fibers = 8;
-      std::atomic<long> tries_failed{0};
-      wg.add(fibers);
-      for (int f = 0; f < fibers; ++f)
-        goro::spawn([&] {
-          for (long i = 0; i < iterations; ++i) {
-            {
-              std::lock_guard guard(a);
-              long v = only_a;
-              if (i % 8 == 0) goro::yield();
-              only_a = v + 1;
-            }
-            {
-              std::unique_lock lock(a, std::defer_lock);
-              if (lock.owns_lock()) tries_failed.fetch_add(1000000);  // deferred: must not own
-              lock.lock();
-              ++only_a;
-              lock.unlock();
-              goro::yield();
-              lock.lock();
-              ++only_a;
-            }
-            {
-              std::unique_lock lock(a, std::try_to_lock);
-              if (!lock.owns_lock()) {
-                tries_failed.fetch_add(1);
-                lock.lock();
-              }
-              ++only_a;
-            }
+TEST_CASE("std::lock_guard and std::unique_lock work with goro::mutex") {
+  unsigned workers = GORO_WORKERS();
+  const long iterations = goro_test::scaled(500, 50);
+  const int fibers = 8;
+  goro_test::run_in_goro(workers, [&] {
+    goro::mutex m;
+    long count = 0;  // under m
+    std::atomic<long> deferred_owned{0};
+    goro::wait_group wg;
+    wg.add(fibers);
+    for (int f = 0; f < fibers; ++f)
+      goro::spawn([&] {
+        for (long i = 0; i < iterations; ++i) {
+          {
+            std::lock_guard guard(m);
+            long v = count;
+            if (i % 8 == 0) goro::yield();
+            count = v + 1;
           }
-          wg.done();
-        });
-      wg.wait();
-      CHECK(only_a == fibers * iterations * 4);
-      CHECK(tries_failed.load() < 1000000);
-      // Nothing is left held.
-      CHECK(a.try_lock());
-      a.unlock();
-    }
+          {
+            std::unique_lock lock(m, std::defer_lock);
+            if (lock.owns_lock()) deferred_owned.fetch_add(1);
+            lock.lock();
+            ++count;
+            lock.unlock();  // released and re-taken around a switch
+            goro::yield();
+            lock.lock();
+            ++count;
+          }
+          {
+            std::unique_lock lock(m, std::try_to_lock);
+            if (!lock.owns_lock()) lock.lock();
+            ++count;
+          }
+        }
+        wg.done();
+      });
+    wg.wait();
+    CHECK(count == fibers * iterations * 4);
+    CHECK(deferred_owned.load() == 0);
+    CHECK(m.try_lock());  // nothing is left held
+    m.unlock();
   });
 }
 

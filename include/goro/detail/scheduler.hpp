@@ -116,7 +116,7 @@ struct registry_shard {
   std::size_t count GORO_GUARDED_BY(mu) = 0;
 
   void add(fiber* f) GORO_EXCLUDES(mu) {
-    std::lock_guard lock(mu);
+    spin_guard lock(mu);
     f->reg_shard = this;
     f->reg_prev = nullptr;
     f->reg_next = head;
@@ -125,7 +125,7 @@ struct registry_shard {
     ++count;
   }
   void remove(fiber* f) GORO_EXCLUDES(mu) {
-    std::lock_guard lock(mu);
+    spin_guard lock(mu);
     if (f->reg_prev != nullptr)
       f->reg_prev->reg_next = f->reg_next;
     else
@@ -134,7 +134,7 @@ struct registry_shard {
     --count;
   }
   std::size_t size() GORO_EXCLUDES(mu) {
-    std::lock_guard lock(mu);
+    spin_guard lock(mu);
     return count;
   }
 };
@@ -339,7 +339,7 @@ inline void unlock_spinlock_after_switch(void* lock) noexcept GORO_NO_TSA { stat
 // Parks the current fiber or plain thread on w, which the caller queued while
 // holding lock. Releases lock (after the switch for a fiber). Returns once the
 // waiter was woken; lock is not held then.
-inline void block_on(spinlock& lock, waiter& w, wait_reason reason) GORO_NO_TSA {
+inline void block_on(spinlock& lock, waiter& w, wait_reason reason) GORO_RELEASE(lock) GORO_NO_TSA {
   if (w.fib != nullptr) {
     park(reason, &unlock_spinlock_after_switch, &lock);
   } else {
@@ -438,7 +438,7 @@ struct timed_wait {
 // holds lock; on return lock is released. Returns true when woken by the
 // primitive, false on timeout (then the timeout unlinked w).
 inline bool block_on_until(spinlock& lock, wait_queue& queue, waiter& w, wait_reason reason,
-                           steady_time deadline) GORO_NO_TSA {
+                           steady_time deadline) GORO_RELEASE(lock) GORO_NO_TSA {
   if (w.fib == nullptr) {
     lock.unlock();
     if (w.event.wait_until(deadline)) return true;
@@ -826,7 +826,7 @@ inline void scheduler::unwind_leftovers() {
 template <class Visit>
 void scheduler::for_each_fiber(Visit&& visit) {
   auto walk = [&](registry_shard& shard) {
-    std::lock_guard lock(shard.mu);
+    spin_guard lock(shard.mu);
     for (fiber* f = shard.head; f != nullptr; f = f->reg_next) visit(f);
   };
   for (auto& w : workers_) walk(w->registry());

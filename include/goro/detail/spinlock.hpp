@@ -2,7 +2,7 @@
 // TTAS spinlock for very short critical sections (a few loads and stores:
 // queue links, heap sift). Never held across a fiber switch by the fiber that
 // took it, except where park() hands it to the scheduler to release after the
-// switch (see detail/park.hpp). Satisfies Lockable, so std::lock_guard works.
+// switch (see park() in detail/scheduler.hpp). Satisfies Lockable, so std::lock_guard works.
 #pragma once
 
 #include "goro/detail/tsa.hpp"
@@ -50,6 +50,19 @@ class GORO_CAPABILITY("mutex") spinlock {
   }
 
   std::atomic<bool> locked_{false};
+};
+
+// std::lock_guard for a spinlock, visible to clang's thread-safety analysis
+// (libstdc++'s guards carry no annotations).
+class GORO_SCOPED_CAPABILITY spin_guard {
+ public:
+  explicit spin_guard(spinlock& lock) noexcept GORO_ACQUIRE(lock) : lock_(lock) { lock_.lock(); }
+  ~spin_guard() GORO_RELEASE() { lock_.unlock(); }
+  spin_guard(const spin_guard&) = delete;
+  spin_guard& operator=(const spin_guard&) = delete;
+
+ private:
+  spinlock& lock_;
 };
 
 }  // namespace goro::detail

@@ -53,7 +53,7 @@ class timer_heap {
   // Any thread. Returns true when t became the earliest timer of this heap
   // (the caller may need to wake a worker sleeping past t->when).
   bool add(timer_node* t) {
-    std::lock_guard lock(mu_);
+    spin_guard lock(mu_);
     t->heap.store(this, std::memory_order_relaxed);  // relaxed: re-checked under mu_ by cancel()
     t->state.store(timer_node::queued, std::memory_order_relaxed);  // relaxed: read under mu_ or after fire's release
     t->index = heap_.size();
@@ -76,7 +76,7 @@ class timer_heap {
       }
       timer_heap* h = t->heap.load(std::memory_order_relaxed);  // relaxed: re-checked under h->mu_
       if (h == nullptr) continue;
-      std::lock_guard lock(h->mu_);
+      spin_guard lock(h->mu_);
       if (t->state.load(std::memory_order_relaxed) != timer_node::queued ||
           t->heap.load(std::memory_order_relaxed) != h)
         continue;
@@ -95,7 +95,7 @@ class timer_heap {
     for (;;) {
       timer_node* t = nullptr;
       {
-        std::lock_guard lock(mu_);
+        spin_guard lock(mu_);
         if (heap_.empty() || heap_.front()->when > now) break;
         t = heap_.front();
         remove_at(0);

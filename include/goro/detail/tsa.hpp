@@ -11,6 +11,7 @@
 #endif
 
 #define GORO_CAPABILITY(x) GORO_TSA(capability(x))
+#define GORO_SCOPED_CAPABILITY GORO_TSA(scoped_lockable)
 #define GORO_GUARDED_BY(x) GORO_TSA(guarded_by(x))
 #define GORO_REQUIRES(...) GORO_TSA(requires_capability(__VA_ARGS__))
 #define GORO_EXCLUDES(...) GORO_TSA(locks_excluded(__VA_ARGS__))
