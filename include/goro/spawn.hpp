@@ -20,17 +20,6 @@ struct spawn_options {
   std::size_t stack_size = 0;  // usable bytes; 0 = the runtime's default
 };
 
-namespace detail {
-inline scheduler& scheduler_for_spawn() {
-  if (scheduler* s = current_scheduler()) return *s;
-  // A plain thread: use the first running scheduler.
-  std::lock_guard lock(process().mu);
-  if (process().schedulers.empty())
-    throw_misuse<misuse_error>("goro::spawn() called while no goro::run() is active");
-  return *process().schedulers.front();
-}
-}  // namespace detail
-
 // spawn() starts fn() as a new fiber and returns at once. fn is moved (or
 // copied) onto the new fiber's stack; its return value is ignored.
 //
@@ -42,12 +31,12 @@ inline scheduler& scheduler_for_spawn() {
 //   run_options::panic_handler.
 template <class Fn>
 void spawn(spawn_options options, Fn&& fn, goro::source_location site = goro::source_location::current()) {
-  detail::scheduler_for_spawn().spawn(options.name, options.stack_size, site, false, std::forward<Fn>(fn));
+  detail::active_scheduler().spawn(options.name, options.stack_size, site, false, std::forward<Fn>(fn));
 }
 
 template <class Fn>
 void spawn(Fn&& fn, goro::source_location site = goro::source_location::current()) {
-  detail::scheduler_for_spawn().spawn(std::string(), 0, site, false, std::forward<Fn>(fn));
+  detail::active_scheduler().spawn(std::string(), 0, site, false, std::forward<Fn>(fn));
 }
 
 }  // namespace goro

@@ -314,6 +314,16 @@ inline scheduler* current_scheduler() noexcept {
   return w != nullptr ? &w->sched() : nullptr;
 }
 
+// The scheduler a plain thread's request (spawn, a timer) goes to: the
+// caller's own when it is a fiber, else the first running one.
+inline scheduler& active_scheduler() {
+  if (scheduler* s = current_scheduler()) return *s;
+  std::lock_guard lock(process().mu);
+  if (process().schedulers.empty())
+    throw_misuse<misuse_error>("goro runtime request (spawn, timer) while no goro::run() is active");
+  return *process().schedulers.front();
+}
+
 // Makes a waiting fiber runnable. Any thread. The caller has won the right to
 // wake it (unlinked its waiter under the primitive's lock, or owns its timer).
 inline void ready(fiber* f) { f->sched->ready(f); }
@@ -348,6 +358,18 @@ inline void block_on(spinlock& lock, waiter& w, wait_reason reason) GORO_RELEASE
   }
 }
 
+// Blocks the calling fiber or thread forever (nil channels, empty select).
+// A fiber stays visible to dump_fibers, the leak checker and the deadlock
+// detector, and is unwound at shutdown.
+[[noreturn]] inline void block_forever(wait_reason reason) {
+  if (current_fiber() != nullptr) {
+    park(reason, nullptr, nullptr);
+    GORO_FATAL("a fiber blocked forever was resumed");
+  }
+  thread_event never;
+  for (;;) never.wait();
+}
+
 // Yields the current fiber: it goes to the tail of its worker's queue.
 inline void yield_fiber() {
   fiber* f = current_fiber();
@@ -379,6 +401,18 @@ inline void add_timer_on_current_worker(timer_node* t) {
   if (w->timers().add(t)) w->sched().timer_added(to_ns(t->when));
 }
 
+// Arms a timer on the calling worker's heap, or (from a plain thread) on the
+// first worker of the active runtime.
+inline void arm_timer(timer_node* t) {
+  if (current_worker() != nullptr) {
+    add_timer_on_current_worker(t);
+    return;
+  }
+  scheduler& s = active_scheduler();
+  if (s.worker_at(0).timers().add(t)) s.timer_added(to_ns(t->when));
+}
+
+
 // Sleeps the current fiber (or thread) until deadline.
 inline void sleep_until_time(steady_time deadline) {
   fiber* f = current_fiber();
@@ -395,6 +429,7 @@ inline void sleep_until_time(steady_time deadline) {
   s.timer.when = deadline;
   s.timer.context = &s;
   s.timer.fire = [](timer_node* t) noexcept { ready(static_cast<sleep_state*>(t->context)->fib); };
+  timer_guard cancel_on_unwind{&s.timer};  // a no-op after a normal wake-up (the timer fired)
   // The timer is added only after the switch: it may fire on another worker
   // at once, and must not ready a fiber that is still running.
   park(
@@ -459,10 +494,12 @@ inline bool block_on_until(spinlock& lock, wait_queue& queue, waiter& w, wait_re
   t.timer.when = deadline;
   t.timer.context = &t;
   t.timer.fire = &timed_wait::fire;
-  park(reason, &timed_wait::arm_and_unlock, &t);
-  // Woken by the primitive or by the timer. Remove the timer (or wait until a
-  // fire() already running elsewhere is done with t) before t goes away.
-  timer_heap::cancel(&t.timer);
+  {
+    // Woken by the primitive or by the timer: remove the timer (or wait until
+    // a fire() already running elsewhere is done with t) before t goes away.
+    timer_guard cancel_on_exit{&t.timer};
+    park(reason, &timed_wait::arm_and_unlock, &t);
+  }
   return !t.timed_out;
 }
 
@@ -767,6 +804,9 @@ inline scheduler::scheduler(const run_options& options)
 }
 
 inline scheduler::~scheduler() {
+  // Timers still armed by objects that outlive the runtime (a goro::timer
+  // kept past run()) must not point into destroyed heaps.
+  for (auto& w : workers_) w->timers().clear_all();
   std::lock_guard lock(process().mu);
   auto& all = process().schedulers;
   all.erase(std::remove(all.begin(), all.end(), this), all.end());

@@ -39,6 +39,7 @@ struct timer_node {
   enum : std::uint32_t { idle = 0, queued = 1, firing = 2 };
 
   steady_time when{};
+  std::chrono::nanoseconds period{0};            // > 0: re-armed after each fire (tickers)
   void (*fire)(timer_node*) noexcept = nullptr;  // runs outside the heap lock
   void* context = nullptr;                       // for fire()'s use
   std::atomic<std::uint32_t> state{idle};
@@ -88,6 +89,18 @@ class timer_heap {
     }
   }
 
+  // Forgets every queued timer (marking it idle), for a heap about to be
+  // destroyed with timers still armed by objects that outlive it.
+  void clear_all() noexcept {
+    spin_guard lock(mu_);
+    for (timer_node* t : heap_) {
+      t->heap.store(nullptr, std::memory_order_relaxed);
+      t->state.store(timer_node::idle, std::memory_order_release);
+    }
+    heap_.clear();
+    publish_next();
+  }
+
   // Fires every timer due at `now`. Returns how many fired. Worker threads.
   std::size_t run_expired(steady_time now) {
     if (next_ns_.load(std::memory_order_acquire) > to_ns(now)) return 0;  // acquire: pairs with publish_next
@@ -104,7 +117,27 @@ class timer_heap {
         t->state.store(timer_node::firing, std::memory_order_relaxed);  // relaxed: cancel() re-reads under mu_
       }
       t->fire(t);
-      t->state.store(timer_node::idle, std::memory_order_release);  // release: fire() is done with t (pairs with cancel)
+      if (t->period.count() > 0) {
+        // A periodic timer (ticker) is re-armed here, while cancel() still
+        // waits on `firing`, never by fire() itself. Missed periods are
+        // skipped, like Go's ticker.
+        spin_guard lock(mu_);
+        t->when += t->period;
+        if (t->when <= now) t->when = now + t->period;
+        try {
+          heap_.push_back(t);
+        } catch (...) {  // out of memory: the ticker stops rather than the worker
+          t->state.store(timer_node::idle, std::memory_order_release);
+          continue;
+        }
+        t->heap.store(this, std::memory_order_relaxed);
+        t->index = heap_.size() - 1;
+        sift_up(t->index);
+        publish_next();
+        t->state.store(timer_node::queued, std::memory_order_release);
+      } else {
+        t->state.store(timer_node::idle, std::memory_order_release);  // release: fire() is done with t (pairs with cancel)
+      }
       ++fired;
     }
     return fired;
@@ -166,6 +199,15 @@ class timer_heap {
   std::vector<timer_node*> heap_;  // guarded by mu_
   std::atomic<std::int64_t> next_ns_{no_deadline_ns};
   std::atomic<std::size_t> size_{0};
+};
+
+// Cancels a timer when the scope ends, also when a parked fiber is unwound
+// at shutdown: a node on a fiber's stack never outlives it in a heap.
+struct timer_guard {
+  timer_node* node;
+  ~timer_guard() {
+    if (node != nullptr) timer_heap::cancel(node);
+  }
 };
 
 }  // namespace goro::detail

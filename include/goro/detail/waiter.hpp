@@ -14,26 +14,48 @@
 
 #include "goro/detail/futex.hpp"
 
+#include <atomic>
 #include <cstdint>
 
 namespace goro::detail {
 
 struct fiber;
-void ready(fiber* f);  // scheduler.hpp
+inline void ready(fiber* f);  // scheduler.hpp
+
+// One select statement parked on several queues (Go's selectDone): the first
+// waker to CAS `winner` from -1 to its case index owns the wake-up; waiters of
+// the other cases are skipped by their queues and removed by the select.
+struct select_state {
+  std::atomic<int> winner{-1};
+  thread_event event;  // a plain thread's select sleeps here
+};
 
 struct waiter {
-  fiber* fib = nullptr;  // null: a plain OS thread, woken through `event`
+  fiber* fib = nullptr;  // null: a plain OS thread, woken through `event` (or sel->event)
   thread_event event;
   waiter* prev = nullptr;
   waiter* next = nullptr;
   bool queued = false;
-  void* data = nullptr;    // primitive-specific payload (e.g. element for channels)
-  std::uint32_t outcome = 0;  // primitive-specific result, written before wake()
+  void* data = nullptr;        // primitive-specific payload (channels: the element slot)
+  std::uint32_t outcome = 0;   // primitive-specific result, written before wake()
+  select_state* sel = nullptr; // set when this waiter is one case of a select
+  int case_index = -1;
 
-  // Any thread. The caller has unlinked this waiter.
+  // Claims the right to wake this waiter: always for a plain waiter; for a
+  // select case only if no other case (or its timeout) won first. Called by
+  // the waker under the lock of the queue it popped w from.
+  bool claim() noexcept {
+    if (sel == nullptr) return true;
+    int expected = -1;
+    return sel->winner.compare_exchange_strong(expected, case_index, std::memory_order_acq_rel);  // acq_rel: one winner; publishes the transfer
+  }
+
+  // Any thread. The caller has unlinked and claimed this waiter.
   void wake() noexcept {
     if (fib != nullptr)
       ready(fib);
+    else if (sel != nullptr)
+      sel->event.notify();
     else
       event.notify();
   }
@@ -68,6 +90,13 @@ class wait_queue {
     waiter* w = head_;
     if (w != nullptr) remove(w);
     return w;
+  }
+  // Pops the first waiter that can still be woken, dropping select cases
+  // whose select was already won elsewhere (Go's dequeue + selectDone).
+  waiter* pop_claimed() noexcept {
+    while (waiter* w = pop_front())
+      if (w->claim()) return w;
+    return nullptr;
   }
   void remove(waiter* w) noexcept {
     if (w->prev != nullptr)

@@ -1,0 +1,233 @@
+// SPDX-License-Identifier: MIT
+// goro::chan<T>: Go's channels.
+//
+//   goro::chan<int> ch;        nil channel: blocks forever, never ready in select
+//   goro::chan<int> ch{0};     unbuffered (rendezvous)
+//   goro::chan<int> ch{64};    buffered
+//   ch.send(v); auto v = ch.recv();  try_send / try_recv; close(); for (auto v : ch)
+//   goro::chan_op              ok / would_block / closed (the try_ results)
+#pragma once
+
+#include "goro/detail/chan_core.hpp"
+#include "goro/detail/scheduler.hpp"
+#include "goro/errors.hpp"
+
+#include <cstddef>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <utility>
+
+namespace goro {
+
+enum class chan_op { ok, would_block, closed };
+
+template <class T>
+struct try_recv_result {
+  chan_op status = chan_op::would_block;
+  std::optional<T> value;  // engaged exactly when status == ok
+  explicit operator bool() const noexcept { return status == chan_op::ok; }
+};
+
+template <class T>
+class chan;
+
+namespace detail {
+template <class T>
+chan_state<T>* state_of(const chan<T>& ch) noexcept;
+// Wraps an existing state (e.g. a timer's channel) in a handle.
+template <class T>
+chan<T> adopt_state(std::shared_ptr<chan_state<T>> state);
+}
+
+// chan<T> is a channel of T: a cheap shared handle (copies refer to the same
+// channel). T may be any move-constructible type, move-only included.
+//
+// Blocks: send() until a receiver takes the value (unbuffered) or there is
+//   room (buffered); recv() until a value or close. A fiber parks, a plain
+//   thread blocks: fibers and threads may share a channel in any mix.
+// Throws: goro::channel_closed from send() on a closed channel (also when the
+//   channel is closed while send() waits) and from close() on a closed
+//   channel, naming the fiber; goro::misuse_error from close() on a nil
+//   channel.
+// Closed channels deliver their buffered values, then recv() returns
+//   std::nullopt at once, forever.
+// Memory ordering: a send happens-before the completion of the receive that
+//   gets its value; close() happens-before a receive that sees it closed.
+//
+// Example:
+//   goro::chan<int> results{16};
+//   goro::spawn([results] { for (int i = 0; i < 3; ++i) results.send(i); results.close(); });
+//   for (int v : results) std::printf("%d\n", v);
+template <class T>
+class chan {
+ public:
+  using value_type = T;
+
+  chan() = default;  // the nil channel
+  explicit chan(std::size_t capacity) : state_(std::make_shared<detail::chan_state<T>>(capacity)) {}
+
+  // send() delivers v to a receiver or the buffer, waiting as needed.
+  void send(T v) const {
+    if (!state_) block_forever(wait_reason::chan_send);
+    auto& s = *state_;
+    bool closed = false;
+    detail::waiter* to_wake = nullptr;
+    s.lock.lock();
+    if (s.try_send_locked(v, closed, to_wake)) {
+      s.lock.unlock();
+      if (closed) detail::throw_misuse<channel_closed>("send on closed channel");
+      if (to_wake != nullptr) to_wake->wake();
+      return;
+    }
+    detail::waiter w;
+    w.fib = detail::current_fiber();
+    w.data = &v;
+    s.sendq.push_back(&w);
+    detail::block_on(s.lock, w, wait_reason::chan_send);
+    if (w.outcome == detail::outcome_closed) detail::throw_misuse<channel_closed>("send on closed channel");
+  }
+
+  // recv() returns the next value, or std::nullopt once the channel is closed
+  // and drained.
+  std::optional<T> recv() const {
+    if (!state_) block_forever(wait_reason::chan_receive);
+    auto& s = *state_;
+    std::optional<T> out;
+    bool closed = false;
+    detail::waiter* to_wake = nullptr;
+    s.lock.lock();
+    if (s.try_recv_locked(out, closed, to_wake)) {
+      s.lock.unlock();
+      if (to_wake != nullptr) to_wake->wake();
+      return out;
+    }
+    detail::waiter w;
+    w.fib = detail::current_fiber();
+    w.data = &out;
+    s.recvq.push_back(&w);
+    detail::block_on(s.lock, w, wait_reason::chan_receive);
+    return out;  // empty when woken by close()
+  }
+
+  // try_send() sends without blocking. v is moved from only on ok.
+  chan_op try_send(T&& v) const { return try_send_ref(v); }
+  chan_op try_send(const T& v) const {
+    T copy(v);
+    return try_send_ref(copy);
+  }
+
+  // try_recv() receives without blocking: {ok, value}, {would_block} or
+  // {closed} (closed and drained).
+  try_recv_result<T> try_recv() const {
+    try_recv_result<T> result;
+    if (!state_) return result;
+    auto& s = *state_;
+    bool closed = false;
+    detail::waiter* to_wake = nullptr;
+    s.lock.lock();
+    bool done = s.try_recv_locked(result.value, closed, to_wake);
+    s.lock.unlock();
+    if (to_wake != nullptr) to_wake->wake();
+    result.status = !done ? chan_op::would_block : closed ? chan_op::closed : chan_op::ok;
+    return result;
+  }
+
+  // close() closes the channel: waiting receivers get std::nullopt, waiting
+  // senders throw channel_closed.
+  void close() const {
+    if (!state_) detail::throw_misuse<misuse_error>("close of nil channel");
+    detail::wait_queue to_wake;
+    state_->lock.lock();
+    bool first = state_->close_locked(to_wake);
+    state_->lock.unlock();
+    if (!first) detail::throw_misuse<channel_closed>("close of closed channel");
+    while (detail::waiter* w = to_wake.pop_front()) w->wake();
+  }
+
+  // size() is the number of buffered values (racy: a snapshot).
+  std::size_t size() const {
+    if (!state_) return 0;
+    detail::spin_guard lock(state_->lock);
+    return state_->count;
+  }
+  std::size_t capacity() const noexcept { return state_ ? state_->capacity : 0; }
+  // closed() reports whether close() was called (racy: a snapshot).
+  bool closed() const {
+    if (!state_) return false;
+    detail::spin_guard lock(state_->lock);
+    return state_->closed;
+  }
+  bool is_nil() const noexcept { return !state_; }
+  explicit operator bool() const noexcept { return static_cast<bool>(state_); }
+
+  friend bool operator==(const chan& a, const chan& b) noexcept { return a.state_ == b.state_; }
+
+  // Range-for receives until the channel is closed and drained.
+  class iterator {
+   public:
+    using iterator_category = std::input_iterator_tag;
+    using value_type = T;
+    using difference_type = std::ptrdiff_t;
+    using pointer = T*;
+    using reference = T&;
+
+    iterator() = default;
+    explicit iterator(const chan* ch) : ch_(ch) { advance(); }
+    T& operator*() { return *value_; }
+    iterator& operator++() {
+      advance();
+      return *this;
+    }
+    void operator++(int) { advance(); }
+    friend bool operator==(const iterator& a, const iterator& b) noexcept { return a.ch_ == b.ch_; }
+
+   private:
+    void advance() {
+      value_ = ch_->recv();
+      if (!value_) ch_ = nullptr;
+    }
+    const chan* ch_ = nullptr;
+    std::optional<T> value_;
+  };
+  iterator begin() const { return iterator(this); }
+  iterator end() const { return iterator(); }
+
+ private:
+  friend detail::chan_state<T>* detail::state_of<T>(const chan<T>&) noexcept;
+  friend chan detail::adopt_state<T>(std::shared_ptr<detail::chan_state<T>>);
+  explicit chan(std::shared_ptr<detail::chan_state<T>> state) noexcept : state_(std::move(state)) {}
+
+  chan_op try_send_ref(T& v) const {
+    if (!state_) return chan_op::would_block;
+    auto& s = *state_;
+    bool closed = false;
+    detail::waiter* to_wake = nullptr;
+    s.lock.lock();
+    bool done = s.try_send_locked(v, closed, to_wake);
+    s.lock.unlock();
+    if (to_wake != nullptr) to_wake->wake();
+    return !done ? chan_op::would_block : closed ? chan_op::closed : chan_op::ok;
+  }
+
+  // A nil channel: park forever (reported by the leak checker and the
+  // deadlock detector like any other blocked fiber).
+  [[noreturn]] static void block_forever(wait_reason reason) {
+    detail::block_forever(reason);
+  }
+
+  std::shared_ptr<detail::chan_state<T>> state_;
+};
+
+namespace detail {
+template <class T>
+chan_state<T>* state_of(const chan<T>& ch) noexcept {
+  return ch.state_.get();
+}
+template <class T>
+chan<T> adopt_state(std::shared_ptr<chan_state<T>> state) {
+  return chan<T>(std::move(state));
+}
+}  // namespace detail
+
+}  // namespace goro
