@@ -62,9 +62,13 @@ class mutex {
 
   [[gnu::noinline]] void lock_slow() {
     // A short spin first: critical sections are often shorter than a park.
-    for (int i = 0; i < 64; ++i) {
-      detail::cpu_relax();
-      if (try_lock()) return;
+    // Pointless on a single worker, where the holder cannot run meanwhile.
+    detail::scheduler* sched = detail::current_scheduler();
+    if (sched == nullptr || sched->worker_count() > 1) {
+      for (int i = 0; i < 64; ++i) {
+        detail::cpu_relax();
+        if (try_lock()) return;
+      }
     }
     bool requeue_front = false;
     for (;;) {
