@@ -20,7 +20,7 @@
 
 namespace goro {
 
-enum class chan_op { ok, would_block, closed };
+enum class chan_op { ok, would_block, closed, canceled };
 
 template <class T>
 struct try_recv_result {
@@ -109,6 +109,15 @@ class chan {
     detail::block_on(s.lock, w, wait_reason::chan_receive);
     return out;  // empty when woken by close()
   }
+
+  // Context-aware forms (defined in select.hpp, which this header includes):
+  // send(ctx, v) returns ok, or canceled when ctx ends first (v is then
+  // dropped); recv(ctx) returns {ok, value}, {closed} or {canceled}.
+  // Cancellation: ctx's cancellation wakes them at once. Throws: as send().
+  template <class Context>
+  chan_op send(const Context& ctx, T v) const;
+  template <class Context>
+  try_recv_result<T> recv(const Context& ctx) const;
 
   // try_send() sends without blocking. v is moved from only on ok.
   chan_op try_send(T&& v) const { return try_send_ref(v); }
@@ -231,3 +240,6 @@ chan<T> adopt_state(std::shared_ptr<chan_state<T>> state) {
 }  // namespace detail
 
 }  // namespace goro
+
+// The context-aware channel operations are selects: see select.hpp.
+#include "goro/select.hpp"

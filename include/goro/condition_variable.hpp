@@ -54,9 +54,9 @@ class condition_variable {
     queue_lock_.lock();
     waiters_.push_back(&w);
     lock.unlock();
-    bool notified = detail::block_on_until(queue_lock_, waiters_, w, wait_reason::cond_wait, deadline);
+    auto result = detail::block_on_until(queue_lock_, waiters_, w, wait_reason::cond_wait, deadline);
     lock.lock();
-    return notified ? std::cv_status::no_timeout : std::cv_status::timeout;
+    return result == detail::wait_result::woken ? std::cv_status::no_timeout : std::cv_status::timeout;
   }
   template <class Lock, class Clock, class Duration, class Predicate>
   bool wait_until(Lock& lock, const std::chrono::time_point<Clock, Duration>& t, Predicate pred) {
@@ -78,7 +78,7 @@ class condition_variable {
     detail::waiter* w;
     {
       detail::spin_guard lock(queue_lock_);
-      w = waiters_.pop_front();
+      w = waiters_.pop_claimed();
     }
     if (w != nullptr) w->wake();
   }
@@ -86,7 +86,7 @@ class condition_variable {
     detail::wait_queue woken;
     {
       detail::spin_guard lock(queue_lock_);
-      while (detail::waiter* w = waiters_.pop_front()) woken.push_back(w);
+      while (detail::waiter* w = waiters_.pop_claimed()) woken.push_back(w);
     }
     while (detail::waiter* w = woken.pop_front()) w->wake();
   }

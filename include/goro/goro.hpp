@@ -4,6 +4,7 @@
 
 #include "goro/chan.hpp"
 #include "goro/condition_variable.hpp"
+#include "goro/context.hpp"
 #include "goro/config.hpp"
 #include "goro/diagnostics.hpp"
 #include "goro/errors.hpp"

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <mutex>
+#include <system_error>
 
 namespace goro {
 
@@ -42,6 +43,40 @@ class mutex {
       return;
     lock_slow();
   }
+  // lock(ctx) locks like lock() but gives up when ctx is cancelled first:
+  // returns an empty error_code when the mutex is now held, else ctx.err().
+  template <class Context>
+  std::error_code lock(const Context& ctx) {
+    if (try_lock()) return {};
+    if (auto e = ctx.err()) return e;
+    for (;;) {
+      queue_lock_.lock();
+      std::uint32_t s = state_.load(std::memory_order_relaxed);
+      if ((s & locked) == 0) {
+        bool got = state_.compare_exchange_strong(s, s | locked, std::memory_order_acquire, std::memory_order_relaxed);
+        queue_lock_.unlock();
+        if (got) return {};
+        continue;
+      }
+      if ((s & has_waiters) == 0 && !state_.compare_exchange_strong(s, s | has_waiters, std::memory_order_relaxed)) {
+        queue_lock_.unlock();
+        continue;
+      }
+      detail::waiter w;
+      w.fib = detail::current_fiber();
+      waiters_.push_front(&w);
+      auto r = detail::block_on_until(queue_lock_, waiters_, w, wait_reason::mutex_lock, detail::steady_time::max(),
+                                      ctx.done_core());
+      if (r == detail::wait_result::canceled) {
+        // We may have been the only waiter: the bit must not stay set for nobody.
+        detail::spin_guard lock(queue_lock_);
+        if (waiters_.empty()) state_.fetch_and(~has_waiters, std::memory_order_relaxed);
+        return ctx.err();
+      }
+      if (try_lock()) return {};
+    }
+  }
+
   bool try_lock() noexcept {
     std::uint32_t s = state_.load(std::memory_order_relaxed);
     while ((s & locked) == 0) {
@@ -105,7 +140,7 @@ class mutex {
     detail::waiter* w;
     {
       detail::spin_guard lock(queue_lock_);
-      w = waiters_.pop_front();
+      w = waiters_.pop_claimed();
       if (waiters_.empty()) state_.fetch_and(~has_waiters, std::memory_order_relaxed);  // relaxed: under queue_lock_
     }
     if (w != nullptr) w->wake();

@@ -28,6 +28,7 @@
 
 #include <algorithm>
 #include <array>
+#include <functional>
 #include <chrono>
 #include <cstddef>
 #include <optional>
@@ -125,7 +126,15 @@ struct select_locks {
     spinlock* l = &c->lock;
     if (std::find(locks.begin(), locks.begin() + n, l) == locks.begin() + n) locks[n++] = l;
   }
-  void sort() { std::sort(locks.begin(), locks.begin() + n, std::less<spinlock*>()); }
+  // Insertion sort: a select has a handful of channels.
+  void sort() {
+    for (std::size_t i = 1; i < n; ++i) {
+      spinlock* l = locks[i];
+      std::size_t j = i;
+      for (; j > 0 && std::less<spinlock*>()(l, locks[j - 1]); --j) locks[j] = locks[j - 1];
+      locks[j] = l;
+    }
+  }
   void lock_all() GORO_NO_TSA {
     for (std::size_t i = 0; i < n; ++i) locks[i]->lock();
   }
@@ -136,18 +145,6 @@ struct select_locks {
     auto* self = static_cast<select_locks*>(arg);
     if (self->timer != nullptr) add_timer_on_current_worker(self->timer);
     self->unlock_all();
-  }
-};
-
-struct select_timer {
-  timer_node node;
-  select_state* sel;
-  waiter* any;  // carries the fiber to wake
-  int index;
-  static void fire(timer_node* t) noexcept {
-    auto* self = static_cast<select_timer*>(t->context);
-    int expected = -1;
-    if (self->sel->winner.compare_exchange_strong(expected, self->index, std::memory_order_acq_rel)) self->any->wake();
   }
 };
 
@@ -254,7 +251,7 @@ int select_impl(Cases&... cases) {
   if (self != nullptr) {
     if (timeout_index >= 0) {
       timer.sel = &sel;
-      timer.any = &timer_target;
+      timer.target = &timer_target;
       timer.index = timeout_index;
       timer.node.when = deadline;
       timer.node.context = &timer;
@@ -341,6 +338,41 @@ int select(Cases&&... cases) {
   } else {
     return detail::select_impl(cases...);
   }
+}
+
+// --- chan<T> context-aware operations (declared in chan.hpp) ---
+// Each is a two-case select, so the channel and the context's done channel
+// are locked in address order like any other select.
+
+template <class T>
+template <class Context>
+chan_op chan<T>::send(const Context& ctx, T v) const {
+  if (ctx.done().is_nil()) {
+    send(std::move(v));
+    return chan_op::ok;
+  }
+  chan_op result = chan_op::ok;
+  goro::select(on_send(*this, std::move(v)),
+               on_recv(ctx.done(), [&](std::optional<std::monostate>) { result = chan_op::canceled; }));
+  return result;
+}
+
+template <class T>
+template <class Context>
+try_recv_result<T> chan<T>::recv(const Context& ctx) const {
+  try_recv_result<T> result;
+  if (ctx.done().is_nil()) {
+    result.value = recv();
+    result.status = result.value ? chan_op::ok : chan_op::closed;
+    return result;
+  }
+  goro::select(on_recv(*this,
+                       [&](std::optional<T> v) {
+                         result.status = v ? chan_op::ok : chan_op::closed;
+                         result.value = std::move(v);
+                       }),
+               on_recv(ctx.done(), [&](std::optional<std::monostate>) { result.status = chan_op::canceled; }));
+  return result;
 }
 
 }  // namespace goro

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <system_error>
 
 namespace goro {
 
@@ -69,6 +70,25 @@ class wait_group {
     detail::block_on(lock_, w, wait_reason::wait_group);
   }
 
+  // wait(ctx) waits like wait() but returns ctx.err() as soon as ctx is
+  // cancelled; an empty error_code once the count reached zero.
+  template <class Context>
+  std::error_code wait(const Context& ctx) {
+    if (count_.load(std::memory_order_acquire) == 0) return {};
+    if (auto e = ctx.err()) return e;
+    detail::waiter w;
+    w.fib = detail::current_fiber();
+    lock_.lock();
+    if (count_.load(std::memory_order_acquire) == 0) {
+      lock_.unlock();
+      return {};
+    }
+    waiters_.push_back(&w);
+    auto r = detail::block_on_until(lock_, waiters_, w, wait_reason::wait_group, detail::steady_time::max(),
+                                    ctx.done_core());
+    return r == detail::wait_result::canceled ? ctx.err() : std::error_code{};
+  }
+
   // count() is the current count (racy; for diagnostics).
   std::int64_t count() const noexcept { return count_.load(std::memory_order_relaxed); }
 
@@ -77,7 +97,7 @@ class wait_group {
     detail::wait_queue woken;
     {
       detail::spin_guard lock(lock_);
-      while (detail::waiter* w = waiters_.pop_front()) woken.push_back(w);
+      while (detail::waiter* w = waiters_.pop_claimed()) woken.push_back(w);
     }
     while (detail::waiter* w = woken.pop_front()) w->wake();
   }

@@ -55,6 +55,7 @@
 
 #include "goro/config.hpp"
 #include "goro/detail/assert.hpp"
+#include "goro/detail/chan_core.hpp"
 #include "goro/detail/fiber.hpp"
 #include "goro/detail/futex.hpp"
 #include "goro/detail/global_queue.hpp"
@@ -80,6 +81,8 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <optional>
+#include <variant>
 #include "goro/source_location.hpp"
 #include <sstream>
 #include <string>
@@ -437,70 +440,98 @@ inline void sleep_until_time(steady_time deadline) {
       &s);
 }
 
-// A fiber's timed wait on a primitive: the timer that ends it, and what the
-// timer needs to unlink the waiter under the primitive's lock.
-struct timed_wait {
-  timer_node timer;
-  spinlock* lock = nullptr;
-  wait_queue* queue = nullptr;
-  waiter* w = nullptr;
-  bool timed_out = false;  // written by fire() under *lock, read after cancel()
+// How a cancellable or timed wait ended.
+enum class wait_result { woken, timed_out, canceled };
 
-  // Timer side (scheduler context, any worker): wins only if the waiter is
-  // still queued; otherwise the primitive already woke it.
-  static void fire(timer_node* node) noexcept GORO_NO_TSA {
-    auto* self = static_cast<timed_wait*>(node->context);
-    self->lock->lock();
-    if (!self->w->queued) {
-      self->lock->unlock();
-      return;
-    }
-    self->queue->remove(self->w);
-    self->timed_out = true;
-    fiber* f = self->w->fib;
-    self->lock->unlock();
-    ready(f);
-  }
-  // After the fiber switched out: arm the timer, then let wakers in.
-  static void arm_and_unlock(void* arg) noexcept GORO_NO_TSA {
-    auto* self = static_cast<timed_wait*>(arg);
-    add_timer_on_current_worker(&self->timer);
-    self->lock->unlock();
+// The timeout of a select-style wait (select and cancellable waits): on
+// firing it claims the select for `index` and wakes the waiting fiber.
+struct select_timer {
+  timer_node node;
+  select_state* sel = nullptr;
+  waiter* target = nullptr;  // carries the fiber to wake
+  int index = -1;
+  static void fire(timer_node* t) noexcept {
+    auto* self = static_cast<select_timer*>(t->context);
+    int expected = -1;
+    if (self->sel->winner.compare_exchange_strong(expected, self->index, std::memory_order_acq_rel))  // acq_rel: one winner
+      self->target->wake();
   }
 };
 
-// A waiter that gives up at a deadline. The caller queued w under lock and
-// holds lock; on return lock is released. Returns true when woken by the
-// primitive, false on timeout (then the timeout unlinked w).
-inline bool block_on_until(spinlock& lock, wait_queue& queue, waiter& w, wait_reason reason,
-                           steady_time deadline) GORO_RELEASE(lock) GORO_NO_TSA {
-  if (w.fib == nullptr) {
-    lock.unlock();
-    if (w.event.wait_until(deadline)) return true;
-    lock.lock();
-    if (w.queued) {
+// Parks on w, which the caller queued on `queue` and whose lock it holds,
+// until the primitive wakes w, the deadline passes (steady_time::max(): no
+// deadline) or the channel `done` (a context's done channel; nullptr: none)
+// is closed. Releases lock. The three are the cases of one select: the first
+// to claim it wins, so exactly one wakes the waiter, and afterwards w is no
+// longer queued anywhere and no timer is left.
+//
+// Lock order: the primitive's lock, then done's lock (only here, to queue).
+inline wait_result block_on_until(spinlock& lock, wait_queue& queue, waiter& w, wait_reason reason,
+                                  steady_time deadline, chan_core* done = nullptr) GORO_RELEASE(lock) GORO_NO_TSA {
+  const bool timed = deadline != steady_time::max();
+  if (!timed && done == nullptr) {
+    block_on(lock, w, reason);
+    return wait_result::woken;
+  }
+  select_state sel;
+  w.sel = &sel;  // nobody reads it before we unlock
+  w.case_index = 0;
+  waiter done_waiter;
+  std::optional<std::monostate> done_slot;  // nobody sends on a done channel; a slot keeps a stray send safe
+  done_waiter.fib = w.fib;
+  done_waiter.sel = &sel;
+  done_waiter.case_index = 1;
+  done_waiter.data = &done_slot;
+  if (done != nullptr) {
+    spin_guard done_lock(done->lock);
+    if (done->closed) {
       queue.remove(&w);
       lock.unlock();
-      return false;
+      return wait_result::canceled;
     }
+    done->recvq.push_back(&done_waiter);
+  }
+  if (w.fib != nullptr) {
+    struct park_args {
+      spinlock* lock;
+      timer_node* timer;
+      static void arm_and_unlock(void* arg) noexcept GORO_NO_TSA {
+        auto* self = static_cast<park_args*>(arg);
+        if (self->timer != nullptr) add_timer_on_current_worker(self->timer);
+        self->lock->unlock();
+      }
+    };
+    select_timer timer;
+    timer.sel = &sel;
+    timer.target = &w;
+    timer.index = 2;
+    timer.node.when = deadline;
+    timer.node.context = &timer;
+    timer.node.fire = &select_timer::fire;
+    park_args args{&lock, timed ? &timer.node : nullptr};
+    timer_guard cancel_on_exit{timed ? &timer.node : nullptr};
+    park(reason, &park_args::arm_and_unlock, &args);
+  } else {
     lock.unlock();
-    w.event.wait();  // a waker unlinked us first: its wake() is on the way
-    return true;
+    if (timed && !sel.event.wait_until(deadline)) {
+      int expected = -1;
+      if (!sel.winner.compare_exchange_strong(expected, 2, std::memory_order_acq_rel))
+        sel.event.wait();  // a waker claimed us first: its wake() is on the way
+    } else if (!timed) {
+      sel.event.wait();
+    }
   }
-  timed_wait t;
-  t.lock = &lock;
-  t.queue = &queue;
-  t.w = &w;
-  t.timer.when = deadline;
-  t.timer.context = &t;
-  t.timer.fire = &timed_wait::fire;
-  {
-    // Woken by the primitive or by the timer: remove the timer (or wait until
-    // a fire() already running elsewhere is done with t) before t goes away.
-    timer_guard cancel_on_exit{&t.timer};
-    park(reason, &timed_wait::arm_and_unlock, &t);
+  // Unlink what the winner did not consume.
+  const int winner = sel.winner.load(std::memory_order_acquire);  // acquire: pairs with the winner's CAS
+  if (winner != 0) {
+    spin_guard relock(lock);
+    if (w.queued) queue.remove(&w);
   }
-  return !t.timed_out;
+  if (done != nullptr && winner != 1) {
+    spin_guard done_lock(done->lock);
+    if (done_waiter.queued) done->recvq.remove(&done_waiter);
+  }
+  return winner == 0 ? wait_result::woken : winner == 1 ? wait_result::canceled : wait_result::timed_out;
 }
 
 // ---------------------------------------------------------------------------
