@@ -2,17 +2,23 @@
 // The umbrella header: everything public in goro. Nothing else.
 #pragma once
 
+#include "goro/async.hpp"
 #include "goro/chan.hpp"
 #include "goro/condition_variable.hpp"
 #include "goro/context.hpp"
 #include "goro/config.hpp"
 #include "goro/diagnostics.hpp"
+#include "goro/errgroup.hpp"
 #include "goro/errors.hpp"
 #include "goro/fiber_info.hpp"
 #include "goro/mutex.hpp"
+#include "goro/once.hpp"
+#include "goro/result.hpp"
 #include "goro/run_options.hpp"
 #include "goro/runtime.hpp"
 #include "goro/select.hpp"
+#include "goro/semaphore.hpp"
+#include "goro/shared_mutex.hpp"
 #include "goro/source_location.hpp"
 #include "goro/spawn.hpp"
 #include "goro/testing.hpp"
