@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <mutex>
 #include <system_error>
 
@@ -39,15 +40,21 @@ class mutex {
   void lock() {
     std::uint32_t expected = 0;
     if (state_.compare_exchange_weak(expected, locked, std::memory_order_acquire,  // acquire: pairs with unlock()
-                                     std::memory_order_relaxed))
+                                     std::memory_order_relaxed)) {
+      note_holder();
       return;
+    }
     lock_slow();
+    note_holder();
   }
   // lock(ctx) locks like lock() but gives up when ctx is cancelled first:
   // returns an empty error_code when the mutex is now held, else ctx.err().
   template <class Context>
   std::error_code lock(const Context& ctx) {
-    if (try_lock()) return {};
+    if (try_lock()) {
+      note_holder();
+      return {};
+    }
     if (auto e = ctx.err()) return e;
     for (;;) {
       queue_lock_.lock();
@@ -55,7 +62,10 @@ class mutex {
       if ((s & locked) == 0) {
         bool got = state_.compare_exchange_strong(s, s | locked, std::memory_order_acquire, std::memory_order_relaxed);
         queue_lock_.unlock();
-        if (got) return {};
+        if (got) {
+          note_holder();
+          return {};
+        }
         continue;
       }
       if ((s & has_waiters) == 0 && !state_.compare_exchange_strong(s, s | has_waiters, std::memory_order_relaxed)) {
@@ -73,7 +83,10 @@ class mutex {
         if (waiters_.empty()) state_.fetch_and(~has_waiters, std::memory_order_relaxed);
         return ctx.err();
       }
-      if (try_lock()) return {};
+      if (try_lock()) {
+        note_holder();
+        return {};
+      }
     }
   }
 
@@ -95,6 +108,21 @@ class mutex {
   static constexpr std::uint32_t locked = 1;
   static constexpr std::uint32_t has_waiters = 2;
 
+  // Lock diagnostics (run_options::lock_wait_threshold): who holds it. Only
+  // recorded while some runtime has them on: one relaxed load otherwise.
+  void note_holder() noexcept {
+    if (detail::process().lock_diagnostics_runtimes.load(std::memory_order_relaxed) == 0) return;
+    detail::fiber* f = detail::current_fiber();
+    holder_.store(f != nullptr ? f->id : 0, std::memory_order_relaxed);  // relaxed: diagnostic only
+  }
+  void report_long_wait(std::int64_t waited_ns) {
+    std::uint64_t holder = holder_.load(std::memory_order_relaxed);
+    std::fprintf(stderr, "goro: lock wait: %s has waited %lld ms for a goro::mutex held by %s\n",
+                 detail::describe_current_fiber().c_str(), static_cast<long long>(waited_ns / 1'000'000),
+                 detail::describe_fiber_by_id(holder).c_str());
+    if (detail::scheduler* s = detail::current_scheduler()) s->count_lock_wait_report();
+  }
+
   [[gnu::noinline]] void lock_slow() {
     // A short spin first: critical sections are often shorter than a park.
     // Pointless on a single worker, where the holder cannot run meanwhile.
@@ -106,6 +134,8 @@ class mutex {
       }
     }
     bool requeue_front = false;
+    std::int64_t report_after_ns = sched != nullptr ? sched->lock_wait_threshold_ns() : 0;
+    const auto wait_start = std::chrono::steady_clock::now();
     for (;;) {
       queue_lock_.lock();
       std::uint32_t s = state_.load(std::memory_order_relaxed);
@@ -130,8 +160,18 @@ class mutex {
         waiters_.push_front(&w);
       else
         waiters_.push_back(&w);
-      detail::block_on(queue_lock_, w, wait_reason::mutex_lock);
       requeue_front = true;
+      if (report_after_ns > 0 && w.fib != nullptr) {
+        auto deadline = wait_start + std::chrono::nanoseconds(report_after_ns);
+        auto r = detail::block_on_until(queue_lock_, waiters_, w, wait_reason::mutex_lock, deadline);
+        if (r == detail::wait_result::timed_out) {
+          report_long_wait(report_after_ns);
+          report_after_ns = 0;  // once per lock() call
+          continue;             // re-queue at the front and keep waiting
+        }
+      } else {
+        detail::block_on(queue_lock_, w, wait_reason::mutex_lock);
+      }
       if (try_lock()) return;
     }
   }
@@ -147,6 +187,7 @@ class mutex {
   }
 
   std::atomic<std::uint32_t> state_{0};
+  std::atomic<std::uint64_t> holder_{0};  // fiber id of the holder, when lock diagnostics are on
   detail::spinlock queue_lock_;
   detail::wait_queue waiters_ GORO_GUARDED_BY(queue_lock_);
 };

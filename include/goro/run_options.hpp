@@ -41,6 +41,18 @@ struct run_options {
 
   // Name of the fiber that runs run()'s function.
   std::string main_name = "main";
+
+  // Starvation watchdog (0 = off). Under cooperative scheduling a fiber
+  // that runs this long without blocking or yielding holds its worker: a
+  // monitor thread reports it on stderr while it runs (by id), and the
+  // worker reports it again with its name and spawn site when it finally
+  // switches out. Costs one coarse clock read per switch when on.
+  std::chrono::milliseconds starvation_threshold{0};
+
+  // Lock diagnostics (0 = off): a fiber that waits longer than this for a
+  // goro::mutex is reported on stderr with the fiber holding it (the
+  // go-deadlock idea). Costs a clock read per contended lock() when on.
+  std::chrono::milliseconds lock_wait_threshold{0};
 };
 
 }  // namespace goro

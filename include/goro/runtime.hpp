@@ -41,7 +41,8 @@ namespace goro {
 //     return sum.load();
 //   });
 template <class Fn>
-auto run(const run_options& options, Fn&& fn) -> std::invoke_result_t<Fn&> {
+auto run(const run_options& options, Fn&& fn, source_location site = source_location::current())
+    -> std::invoke_result_t<Fn&> {
   using result_t = std::invoke_result_t<Fn&>;
   if (detail::current_fiber() != nullptr)
     detail::throw_misuse<misuse_error>("goro::run() called from inside a fiber; spawn() instead");
@@ -49,7 +50,7 @@ auto run(const run_options& options, Fn&& fn) -> std::invoke_result_t<Fn&> {
   std::conditional_t<std::is_void_v<result_t>, bool, std::optional<result_t>> result{};
   {
     detail::scheduler sched(options);
-    sched.start([&] {
+    sched.start(site, [&] {
       try {
         if constexpr (std::is_void_v<result_t>) {
           fn();
@@ -70,8 +71,8 @@ auto run(const run_options& options, Fn&& fn) -> std::invoke_result_t<Fn&> {
 }
 
 template <class Fn>
-auto run(Fn&& fn) -> std::invoke_result_t<Fn&> {
-  return run(run_options{}, std::forward<Fn>(fn));
+auto run(Fn&& fn, source_location site = source_location::current()) -> std::invoke_result_t<Fn&> {
+  return run(run_options{}, std::forward<Fn>(fn), site);
 }
 
 }  // namespace goro

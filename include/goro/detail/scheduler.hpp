@@ -71,6 +71,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
@@ -154,6 +155,7 @@ struct process_state {
   std::atomic<std::uint64_t> unwound_at_shutdown{0};
   std::string last_unwound_report;  // guarded by mu
   std::once_flag signal_handlers_once;
+  std::atomic<int> lock_diagnostics_runtimes{0};  // running runtimes with lock_wait_threshold set
   struct sigaction previous_segv {};
   struct sigaction previous_bus {};
 };
@@ -229,6 +231,13 @@ class worker {
   std::uint64_t id_next_ = 0, id_end_ = 0;  // owner only: batch of fiber ids
   std::atomic<std::uint32_t> park_word_{0};
   std::atomic<std::int64_t> parked_until_ns_{0};  // 0 = awake
+  // Starvation watchdog (only when enabled): the fiber id of the current
+  // slice (0 = none) and when it started. Copies, so the monitor thread
+  // never dereferences a fiber that may have exited.
+  std::atomic<std::uint64_t> slice_fiber_id_{0};
+  std::atomic<std::int64_t> slice_start_ns_{0};
+  std::uint64_t slice_reported_id_ = 0;  // monitor thread only
+  std::int64_t slice_reported_start_ = 0;  // monitor thread only
   std::thread thread_;
 };
 
@@ -242,7 +251,7 @@ class scheduler {
 
   // Starts the workers and the main fiber running fn. Caller: the thread in run().
   template <class Fn>
-  void start(Fn&& main_fn);
+  void start(goro::source_location site, Fn&& main_fn);
   // Blocks the calling thread until the main fiber has finished (or a
   // deadlock was detected), then stops the workers and unwinds every fiber
   // left. Throws deadlock_error.
@@ -255,6 +264,11 @@ class scheduler {
   void wake_one_worker() noexcept;
   void timer_added(std::int64_t when_ns) noexcept;  // wake a worker sleeping past when_ns
   void on_panic(fiber* f, std::exception_ptr error) noexcept;
+  void report_long_slice(const fiber* f, std::uint64_t id, std::int64_t ran_ns, unsigned worker_index) noexcept;
+  std::int64_t lock_wait_threshold_ns() const noexcept { return lock_wait_threshold_ns_; }
+  std::uint64_t starvation_reports() const noexcept { return starvation_reports_.load(std::memory_order_relaxed); }
+  std::uint64_t lock_wait_reports() const noexcept { return lock_wait_reports_.load(std::memory_order_relaxed); }
+  void count_lock_wait_report() noexcept { lock_wait_reports_.fetch_add(1, std::memory_order_relaxed); }  // relaxed: statistic
 
   std::size_t worker_count() const noexcept { return workers_.size(); }
   worker& worker_at(std::size_t i) noexcept { return *workers_[i]; }
@@ -301,6 +315,17 @@ class scheduler {
   alignas(64) std::atomic<std::uint64_t> foreign_activity_{0};
   std::atomic<std::uint64_t> foreign_spawned_{0};
   registry_shard foreign_registry_;  // fibers spawned from non-worker threads
+
+  // Diagnostics.
+  std::int64_t starvation_threshold_ns_ = 0;
+  std::int64_t lock_wait_threshold_ns_ = 0;
+  std::atomic<std::uint64_t> starvation_reports_{0};
+  std::atomic<std::uint64_t> lock_wait_reports_{0};
+  std::thread monitor_;  // the starvation watchdog, when enabled
+  std::mutex monitor_mu_;
+  std::condition_variable monitor_cv_;
+  bool monitor_stop_ = false;  // guarded by monitor_mu_
+  void monitor_loop();
 };
 
 // ---------------------------------------------------------------------------
@@ -689,8 +714,22 @@ inline void worker::execute(fiber* f) {
   ++schedtick_;
   worker_counters::bump(counters_.switches);
   transition(f, fiber_state::runnable, fiber_state::running);
+  const std::int64_t threshold = sched_.starvation_threshold_ns_;
+  std::int64_t slice_start = 0;
+  std::uint64_t slice_id = 0;
+  if (threshold > 0) {
+    slice_start = coarse_now_ns();
+    slice_id = f->id;
+    slice_start_ns_.store(slice_start, std::memory_order_relaxed);  // relaxed: published by the id store
+    slice_fiber_id_.store(slice_id, std::memory_order_release);     // release: pairs with the monitor's acquire
+  }
   bool alive = f->context.resume();
   running_ = nullptr;
+  if (threshold > 0) {
+    slice_fiber_id_.store(0, std::memory_order_release);
+    std::int64_t ran = coarse_now_ns() - slice_start;
+    if (ran > threshold) sched_.report_long_slice(alive ? f : nullptr, slice_id, ran, index_);
+  }
   if (!alive) return;  // exited: f and its stack are gone
   if (!f->context.stack().canary_intact()) report_canary_overflow(f);
   if (f->after_switch != nullptr) {
@@ -827,7 +866,9 @@ inline scheduler::scheduler(const run_options& options)
       detect_deadlock_(options.detect_deadlock),
       deadlock_grace_(options.deadlock_grace),
       panic_handler_(options.panic_handler),
-      main_name_(options.main_name) {
+      main_name_(options.main_name),
+      starvation_threshold_ns_(std::chrono::duration_cast<std::chrono::nanoseconds>(options.starvation_threshold).count()),
+      lock_wait_threshold_ns_(std::chrono::duration_cast<std::chrono::nanoseconds>(options.lock_wait_threshold).count()) {
   unsigned n = options.workers != 0 ? options.workers : std::max(1u, std::thread::hardware_concurrency());
   workers_.reserve(n);
   for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<worker>(*this, i, stack_size_));
@@ -846,26 +887,76 @@ inline scheduler::~scheduler() {
 inline void install_signal_handlers();
 
 template <class Fn>
-void scheduler::start(Fn&& main_fn) {
+void scheduler::start(goro::source_location site, Fn&& main_fn) {
   install_signal_handlers();
   {
     std::lock_guard lock(process().mu);
     process().schedulers.push_back(this);
   }
-  spawn(main_name_, 0, goro::source_location::current(), true, std::forward<Fn>(main_fn));
+  spawn(main_name_, 0, site, true, std::forward<Fn>(main_fn));
   for (auto& w : workers_) {
     worker* raw = w.get();
     raw->thread_ = std::thread([raw] { raw->loop(); });
   }
+  if (starvation_threshold_ns_ > 0) monitor_ = std::thread([this] { monitor_loop(); });
+  if (lock_wait_threshold_ns_ > 0) process().lock_diagnostics_runtimes.fetch_add(1, std::memory_order_relaxed);  // relaxed: a setting
+}
+
+// The starvation watchdog: a plain thread (Go's sysmon, for reports only)
+// that looks at each worker's current slice every half threshold.
+inline void scheduler::monitor_loop() {
+  const auto period = std::chrono::nanoseconds(std::max<std::int64_t>(starvation_threshold_ns_ / 2, 1'000'000));
+  std::unique_lock lock(monitor_mu_);
+  while (!monitor_cv_.wait_for(lock, period, [this] { return monitor_stop_; })) {
+    std::int64_t now = coarse_now_ns();
+    for (auto& w : workers_) {
+      std::uint64_t id = w->slice_fiber_id_.load(std::memory_order_acquire);  // acquire: pairs with execute()
+      std::int64_t start = w->slice_start_ns_.load(std::memory_order_relaxed);
+      if (id == 0 || now - start <= starvation_threshold_ns_) continue;
+      if (w->slice_reported_id_ == id && w->slice_reported_start_ == start) continue;  // once per slice
+      w->slice_reported_id_ = id;
+      w->slice_reported_start_ = start;
+      starvation_reports_.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistic
+      std::fprintf(stderr,
+                   "goro: starvation: fiber %llu has been running for %lld ms on worker %u without blocking "
+                   "or yielding; every fiber queued on that worker waits (see dump_fibers for fiber %llu)\n",
+                   static_cast<unsigned long long>(id), static_cast<long long>((now - start) / 1'000'000),
+                   w->index(), static_cast<unsigned long long>(id));
+    }
+  }
+}
+
+inline void scheduler::report_long_slice(const fiber* f, std::uint64_t id, std::int64_t ran_ns,
+                                         unsigned worker_index) noexcept {
+  if (f == nullptr) {
+    std::fprintf(stderr, "goro: starvation: fiber %llu ran %lld ms on worker %u without yielding, then exited\n",
+                 static_cast<unsigned long long>(id), static_cast<long long>(ran_ns / 1'000'000), worker_index);
+    return;
+  }
+  std::fprintf(stderr,
+               "goro: starvation: fiber %llu \"%s\" (spawned at %s:%u in %s) ran %lld ms on worker %u "
+               "without blocking or yielding\n",
+               static_cast<unsigned long long>(id), f->name.c_str(), f->spawn_site.file_name(),
+               static_cast<unsigned>(f->spawn_site.line()), f->spawn_site.function_name(),
+               static_cast<long long>(ran_ns / 1'000'000), worker_index);
 }
 
 inline void scheduler::wait_and_stop() {
   main_done_.wait();
+  if (monitor_.joinable()) {
+    {
+      std::lock_guard lock(monitor_mu_);
+      monitor_stop_ = true;
+    }
+    monitor_cv_.notify_all();
+    monitor_.join();
+  }
   stopping_.store(true, std::memory_order_release);  // release: pairs with stopping()
   for (auto& w : workers_) w->unpark();
   for (auto& w : workers_)
     if (w->thread_.joinable()) w->thread_.join();
   unwind_leftovers();
+  if (lock_wait_threshold_ns_ > 0) process().lock_diagnostics_runtimes.fetch_sub(1, std::memory_order_relaxed);
   if (deadlocked_.load(std::memory_order_acquire)) throw deadlock_error(deadlock_report_);
 }
 
@@ -1050,6 +1141,19 @@ inline std::string describe_fiber(const fiber* f) {
   if (!f->name.empty()) s += " \"" + f->name + "\"";
   s += " spawned at " + std::string(f->spawn_site.file_name()) + ":" + std::to_string(f->spawn_site.line());
   return s;
+}
+
+// Finds a live fiber by id and describes it (diagnostic paths only: walks
+// every registry).
+inline std::string describe_fiber_by_id(std::uint64_t id) {
+  if (id == 0) return "a plain thread (or a fiber of no runtime)";
+  std::string found;
+  std::lock_guard lock(process().mu);
+  for (scheduler* s : process().schedulers)
+    s->for_each_fiber([&](fiber* f) {
+      if (f->id == id) found = describe_fiber(f);
+    });
+  return found.empty() ? "fiber " + std::to_string(id) + " (no longer alive)" : found;
 }
 
 inline std::string describe_current_fiber() {
