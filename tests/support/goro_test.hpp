@@ -36,6 +36,9 @@ template <class Fn>
 auto run_in_goro(unsigned workers, Fn&& fn) {
   goro::run_options options;
   options.workers = workers;
+  // goro's own tests run with the starvation watchdog on: a fiber that holds
+  // its worker for a second is reported on stderr.
+  options.starvation_threshold = std::chrono::milliseconds(1000);
   return goro::run(options, [&] {
     if constexpr (std::is_void_v<decltype(fn())>) {
       fn();
