@@ -224,6 +224,7 @@ class worker {
   registry_shard registry_;
   worker_counters counters_;
   fiber* running_ = nullptr;      // owner only (racy reads by the SIGSEGV handler of this thread)
+  eh_globals* eh_globals_ = nullptr;  // this thread's C++ exception globals (fixed for its lifetime)
   bool spinning_ = false;         // owner only
   bool in_idle_list_ = false;     // guarded by scheduler::idle_mu_
   std::uint32_t schedtick_ = 0;   // owner only
@@ -694,6 +695,7 @@ inline void worker::stop_spinning() noexcept {
 
 inline void worker::loop() {
   current_worker_slot() = this;
+  eh_globals_ = current_eh_globals();
   // An alternate signal stack so a stack overflow report can run.
   std::vector<char> alt_stack(std::max<std::size_t>(SIGSTKSZ, 64 * 1024));
   stack_t ss{};
@@ -723,7 +725,7 @@ inline void worker::execute(fiber* f) {
     slice_start_ns_.store(slice_start, std::memory_order_relaxed);  // relaxed: published by the id store
     slice_fiber_id_.store(slice_id, std::memory_order_release);     // release: pairs with the monitor's acquire
   }
-  bool alive = f->context.resume();
+  bool alive = f->context.resume(eh_globals_);
   running_ = nullptr;
   if (threshold > 0) {
     slice_fiber_id_.store(0, std::memory_order_release);

@@ -98,7 +98,11 @@ class execution_context {
 
   // Scheduler side: runs the fiber until it suspends (returns true) or exits
   // (returns false; *this no longer exists). Worker thread only.
-  bool resume() noexcept {
+  // thread_globals is the calling thread's current_eh_globals(), which the
+  // worker looks up once (a call into libstdc++'s TLS costs more than the
+  // switch): the fiber runs on this thread until it suspends again.
+  bool resume(eh_globals* thread_globals) noexcept {
+    thread_eh_ = thread_globals;
     void* fiber_handle = tsan_fiber_;
     void* self = sanitizer::tsan_current();
     tsan_resumer_ = self;
@@ -124,7 +128,7 @@ class execution_context {
   // Throws boost's forced_unwind when the fiber is destroyed while suspended;
   // that exception must propagate (never swallow it).
   void suspend() {
-    eh_globals* globals = current_eh_globals();
+    eh_globals* globals = thread_eh_;  // the thread that resumed us is the one we run on
     eh_ = *globals;
     *globals = eh_globals{};
     void* fake_stack = nullptr;
@@ -140,6 +144,7 @@ class execution_context {
     eh_globals* globals = current_eh_globals();
     eh_globals saved = *globals;
     *globals = eh_globals{};
+    thread_eh_ = globals;
     void* fiber_handle = tsan_fiber_;
     void* self = sanitizer::tsan_current();
     tsan_resumer_ = self;
@@ -179,7 +184,7 @@ class execution_context {
     void*& fake_stack;
     ~arrival() {
       sanitizer::asan_finish_switch(fake_stack, &self.asan_resumer_bottom_, &self.asan_resumer_size_);
-      *current_eh_globals() = self.eh_;
+      *self.thread_eh_ = self.eh_;  // thread_eh_ was set by whoever resumed (or unwinds) us
     }
   };
 
@@ -187,7 +192,7 @@ class execution_context {
     started_ = true;
     resumer_ = std::move(resumer);
     sanitizer::asan_finish_switch(nullptr, &asan_resumer_bottom_, &asan_resumer_size_);
-    *current_eh_globals() = eh_globals{};
+    *thread_eh_ = eh_globals{};
     try {
       entry_.run(entry_.arg);
     } catch (boost::context::detail::forced_unwind const&) {
@@ -220,6 +225,7 @@ class execution_context {
   const void* asan_resumer_bottom_ = nullptr;
   std::size_t asan_resumer_size_ = 0;
   eh_globals eh_{};
+  eh_globals* thread_eh_ = nullptr;  // exception globals of the thread running (or unwinding) this fiber
   bool started_ = false;
 };
 
