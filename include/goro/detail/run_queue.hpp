@@ -62,14 +62,18 @@ class run_queue {
   }
 
   // Another worker: moves half of this queue (at least one fiber) into dst,
-  // which must be empty and owned by the caller. Returns one fiber to run
+  // the caller's own queue, as far as dst has room. Returns one fiber to run
   // right away (not put in dst), or nullptr.
   fiber* steal_half_into(run_queue& dst, bool take_runnext) noexcept {
+    // Owner's view of its own queue: only thieves shrink it meanwhile.
+    const std::uint32_t dst_room =
+        capacity - (dst.tail_.load(std::memory_order_relaxed) - dst.head_.load(std::memory_order_acquire));
     for (;;) {
       std::uint32_t head = head_.load(std::memory_order_acquire);  // acquire: pairs with consumers' CAS
       std::uint32_t tail = tail_.load(std::memory_order_acquire);  // acquire: pairs with owner's release in push
       std::uint32_t n = tail - head;
       n = n - n / 2;
+      if (n > dst_room + 1 && n <= capacity / 2) n = dst_room + 1;  // one runs at once, the rest must fit
       if (n == 0) {
         if (!take_runnext) return nullptr;
         // Only the hand-off slot is left. Take it: its owner is busy running
@@ -83,7 +87,7 @@ class run_queue {
       if (!head_.compare_exchange_weak(head, head + n, std::memory_order_release,  // release: slots may be reused
                                        std::memory_order_relaxed))
         continue;
-      // dst is the caller's own (empty) queue: plain owner pushes cannot fail.
+      // At most dst_room fibers go to dst: these owner pushes cannot fail.
       for (std::uint32_t i = 1; i < n; ++i) dst.push(batch[i]);
       return batch[0];
     }
