@@ -27,3 +27,4 @@
 #include "goro/version.hpp"
 #include "goro/wait_group.hpp"
 #include "goro/wait_reason.hpp"
+#include "goro/worker_pool.hpp"
