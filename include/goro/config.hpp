@@ -57,10 +57,23 @@
 #define GORO_STACK_CACHE_PER_WORKER 64
 #endif
 
-// GORO_STACK_CACHE_SHARED: free stacks kept in the process-wide pool. Stacks
-// beyond it are unmapped, so memory falls back after a spike.
+// GORO_STACK_CACHE_SHARED: free stacks a size-class pool keeps resident
+// while busy. Past twice this many, the excess goes back to the OS at once
+// (madvise: a TLB flush now, a page fault at reuse). More = faster bursts of
+// spawns, more memory held during them.
 #ifndef GORO_STACK_CACHE_SHARED
-#define GORO_STACK_CACHE_SHARED 256
+#define GORO_STACK_CACHE_SHARED 4096
+#endif
+
+// GORO_STACK_TRIM_IDLE_MS / GORO_STACK_TRIM_FLOOR: once no stack was taken
+// or returned for this long, an idle worker returns every free stack beyond
+// the floor to the OS, so memory falls back after a spike without taxing
+// busy spawners.
+#ifndef GORO_STACK_TRIM_IDLE_MS
+#define GORO_STACK_TRIM_IDLE_MS 1000
+#endif
+#ifndef GORO_STACK_TRIM_FLOOR
+#define GORO_STACK_TRIM_FLOOR 64
 #endif
 
 // GORO_RUN_QUEUE_SIZE: slots of a worker's local run queue (power of two).

@@ -41,10 +41,10 @@ struct timer_chan_state : chan_state<time_point> {
   static void fire(timer_node* t) noexcept {
     auto* self = static_cast<timer_chan_state*>(t->context);
     time_point now = std::chrono::steady_clock::now();
-    bool closed = false;
+    bool is_closed = false;
     waiter* to_wake = nullptr;
     self->lock.lock();
-    self->try_send_locked(now, closed, to_wake);
+    self->try_send_locked(now, is_closed, to_wake);
     self->lock.unlock();
     if (to_wake != nullptr) to_wake->wake();
   }
@@ -58,9 +58,9 @@ struct timer_chan_state : chan_state<time_point> {
   void drain() {
     lock.lock();
     std::optional<time_point> dropped;
-    bool closed = false;
+    bool is_closed = false;
     waiter* none = nullptr;
-    try_recv_locked(dropped, closed, none);
+    try_recv_locked(dropped, is_closed, none);
     lock.unlock();
   }
 };

@@ -65,6 +65,9 @@ struct fiber {
   void (*after_switch)(void* arg) noexcept = nullptr;
   void* after_switch_arg = nullptr;
 
+  // --- unguarded stacks: set once the fiber switched out near its bottom ---
+  bool went_deep = false;  // owner: whoever runs the fiber
+
   // --- registry links: guarded by reg_shard->mu ---
   fiber* reg_prev = nullptr;
   fiber* reg_next = nullptr;

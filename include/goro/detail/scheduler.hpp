@@ -207,7 +207,7 @@ class worker {
   void execute(fiber* f);
   fiber* steal_work(std::chrono::steady_clock::time_point now);
   void start_spinning() noexcept;
-  void stop_spinning() noexcept;
+  void stop_spinning(bool found_work) noexcept;
   void park_until(std::int64_t deadline_ns);
   std::uint32_t random() noexcept {  // xorshift64*; owner only
     rng_ ^= rng_ >> 12;
@@ -644,7 +644,7 @@ inline void run_fiber(void* arg) {
 inline void finalize_fiber(void* arg) noexcept {
   fiber* f = static_cast<fiber*>(arg);
   // The stack goes back to a pool: it must not carry an overflow along.
-  if (!f->context.stack().canary_intact()) report_canary_overflow(f);
+  if (f->went_deep && !f->context.stack().canary_intact()) report_canary_overflow(f);
   if (f->callable != nullptr) f->dispose(std::exchange(f->callable, nullptr));
   f->state.store(fiber_state::dead, std::memory_order_relaxed);  // relaxed: descriptive
   scheduler* s = f->sched;
@@ -684,13 +684,14 @@ inline void worker::start_spinning() noexcept {
   sched_.spinning_.fetch_add(1, std::memory_order_seq_cst);
 }
 
-inline void worker::stop_spinning() noexcept {
+// found_work: we leave spinning because we found a fiber. Then, as the last
+// spinner, we wake another worker (there may be more work, Go's
+// resetspinning). A spinner that found nothing only drops out: waking
+// someone then would make idle workers wake each other forever.
+inline void worker::stop_spinning(bool found_work) noexcept {
   spinning_ = false;
   // seq_cst: pairs with the fence in wake_one_worker (see the protocol above).
-  if (sched_.spinning_.fetch_sub(1, std::memory_order_seq_cst) == 1) {
-    // We were the last spinner and found work: there may be more.
-    sched_.wake_one_worker();
-  }
+  if (sched_.spinning_.fetch_sub(1, std::memory_order_seq_cst) == 1 && found_work) sched_.wake_one_worker();
 }
 
 inline void worker::loop() {
@@ -733,7 +734,10 @@ inline void worker::execute(fiber* f) {
     if (ran > threshold) sched_.report_long_slice(alive ? f : nullptr, slice_id, ran, index_);
   }
   if (!alive) return;  // exited: f and its stack are gone
-  if (!f->context.stack().canary_intact()) report_canary_overflow(f);
+  if (!f->context.stack().guarded && f->context.stack().near_bottom(f->context.last_sp())) {
+    f->went_deep = true;
+    if (!f->context.stack().canary_intact()) report_canary_overflow(f);
+  }
   if (f->after_switch != nullptr) {
     auto after = std::exchange(f->after_switch, nullptr);
     void* arg = f->after_switch_arg;
@@ -779,7 +783,7 @@ inline fiber* worker::find_runnable() {
     if (fiber* f = queue_.pop()) return f;
     // (4) global.
     if (fiber* f = sched_.global().pop()) {
-      if (spinning_) stop_spinning();
+      if (spinning_) stop_spinning(true);
       return f;
     }
     // (5) steal, as a spinning worker. Limit spinners to half the busy
@@ -788,14 +792,14 @@ inline fiber* worker::find_runnable() {
     if (spinning_ || 2 * sched_.spinning_.load(std::memory_order_relaxed) < busy) {
       if (!spinning_) start_spinning();
       if (fiber* f = steal_work(std::chrono::steady_clock::now())) {
-        stop_spinning();
+        stop_spinning(true);
         return f;
       }
     }
     // (6) park. First stop spinning, then re-check every queue: a submitter
     // that saw us spinning did not wake anyone (protocol in the file comment).
     if (spinning_) {
-      stop_spinning();
+      stop_spinning(false);
       if (sched_.any_runnable()) {
         start_spinning();
         continue;
@@ -803,6 +807,16 @@ inline fiber* worker::find_runnable() {
     }
     std::int64_t deadline = sched_.earliest_timer_ns();
     if (deadline != no_deadline_ns && deadline <= to_ns(std::chrono::steady_clock::now())) continue;
+    // Going idle: give back free stacks after a spike (once the pool has
+    // been quiet long enough), waking for that if needed.
+    stacks_.pool().trim_if_idle(size_class_pool::monotonic_coarse_ns());
+    std::int64_t trim_at = stacks_.pool().trim_deadline_ns();
+    if (trim_at != size_class_pool::no_trim) {
+      // trim_at is on the coarse monotonic clock; convert to steady time.
+      std::int64_t in_ns = trim_at - size_class_pool::monotonic_coarse_ns();
+      std::int64_t trim_deadline = to_ns(std::chrono::steady_clock::now()) + std::max<std::int64_t>(in_ns, 1'000'000);
+      deadline = std::min(deadline, trim_deadline);
+    }
     park_until(deadline);
   }
 }

@@ -13,16 +13,24 @@
 //     it is reported by the SIGSEGV handler with the fiber's identity;
 //   * beyond that, the guard page is just an untouched gap, and overflow is
 //     caught by the canary zone: the lowest canary_bytes of the usable stack
-//     must stay zero. It is checked every time the fiber switches out and when
-//     it exits (detail/scheduler.hpp). Zero costs no memory: reading a page
-//     that was never written maps the shared zero page, so the canary adds no
-//     RSS, only one minor fault per unguarded fiber. Guarded stacks skip it.
+//     must stay zero. It is checked when the fiber switches out with its
+//     stack in the bottom quarter, and at exit if it ever did
+//     (detail/scheduler.hpp): a shallow fiber never touches its bottom page,
+//     not even to read it (that read would cost a page fault per fiber). An
+//     unguarded overflow is therefore caught at the next switch near the
+//     bottom, not at the faulting access, and one of more than the gap page
+//     may already have hit the slot below: keep deep recursion within the
+//     guard budget, or raise the stack size.
 //
 // Why slabs: one mmap per stack costs a syscall, and unmapping one costs a TLB
 // shootdown across every worker; spawning a burst of fibers paid ~15 us each.
 // Slabs of 64 stacks are mapped once and never unmapped (address space only).
 // Memory still falls back after a spike: free stacks beyond the caches get
-// madvise(MADV_DONTNEED), which returns their pages to the OS.
+// madvise(MADV_DONTNEED), which returns their pages to the OS: at once past
+// a high-water mark, and after a second without stack traffic down to a
+// small floor (trim_if_idle, called by workers going idle). Releasing more
+// eagerly costs a page fault at every reuse (~2-3 us in a VM): it made spawn
+// four times slower than Go's.
 //
 // Invariants:
 //   * stack_cache is owned by one worker and touched only on its thread.
@@ -39,6 +47,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <memory>
 #include <mutex>
@@ -67,6 +76,9 @@ struct stack {
   std::size_t usable_size() const noexcept { return slot_size - page_size(); }
   // A guarded stack relies on its guard page (reading its canary zone would
   // cost a page fault per fiber for nothing), so only unguarded ones check.
+  bool near_bottom(const void* sp) const noexcept {
+    return static_cast<const char*>(sp) < bottom() + usable_size() / 4;
+  }
   bool canary_intact() const noexcept {
     if (guarded) return true;
     const volatile std::uint64_t* zone = reinterpret_cast<const volatile std::uint64_t*>(bottom());
@@ -123,7 +135,7 @@ class size_class_pool {
   // Appends up to `want` free stacks to out (at least one; maps a slab when
   // the pool is empty). Throws std::bad_alloc when the kernel refuses.
   void take(std::vector<stack>& out, std::size_t want) {
-    std::vector<stack> to_unpoison;
+    touch();
     {
       std::lock_guard lock(mu_);
       while (want > 0 && !dirty_.empty()) {
@@ -138,17 +150,50 @@ class size_class_pool {
         --want;
       }
       if (want > 0) carve_slab(out, want);
+      dirty_size_.store(dirty_.size(), std::memory_order_relaxed);  // relaxed: a hint for trim_deadline_ns
     }
+  }
+
+  // When trim_if_idle() would release something: never (no_trim) while the
+  // resident free stacks are within the floor.
+  static constexpr std::int64_t no_trim = INT64_MAX;
+  std::int64_t trim_deadline_ns() const noexcept {
+    if (dirty_size_.load(std::memory_order_relaxed) <= GORO_STACK_TRIM_FLOOR) return no_trim;
+    return last_activity_ns_.load(std::memory_order_relaxed) + GORO_STACK_TRIM_IDLE_MS * 1'000'000LL;
+  }
+  // Returns free stacks beyond the floor to the OS if the pool has been idle
+  // long enough. Any thread; cheap when there is nothing to do.
+  void trim_if_idle(std::int64_t now_ns) {
+    if (now_ns < trim_deadline_ns()) return;
+    std::vector<stack> excess;
+    {
+      std::lock_guard lock(mu_);
+      if (dirty_.size() <= GORO_STACK_TRIM_FLOOR) return;
+      excess.assign(dirty_.begin() + GORO_STACK_TRIM_FLOOR, dirty_.end());
+      dirty_.resize(GORO_STACK_TRIM_FLOOR);
+      dirty_size_.store(dirty_.size(), std::memory_order_relaxed);
+    }
+    release(excess);
+    std::lock_guard lock(mu_);
+    clean_.insert(clean_.end(), excess.begin(), excess.end());
+  }
+
+  static std::int64_t monotonic_coarse_ns() noexcept {
+    timespec ts;
+    ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
   }
 
   // Takes back a free stack. When the dirty list passes its high-water mark,
   // the excess down to the low-water mark goes back to the OS in one batch:
   // sorted by address, so the freed slots of a slab merge into one madvise.
   void give(stack s) noexcept {
+    touch();
     std::vector<stack> excess;
     {
       std::lock_guard lock(mu_);
       dirty_.push_back(s);  // capacity reserved for high water + 1: never throws
+      dirty_size_.store(dirty_.size(), std::memory_order_relaxed);
       if (dirty_.size() <= high_water) return;
       try {
         excess.assign(dirty_.begin() + low_water, dirty_.end());
@@ -157,6 +202,7 @@ class size_class_pool {
         return;
       }
       dirty_.resize(low_water);
+      dirty_size_.store(dirty_.size(), std::memory_order_relaxed);
     }
     release(excess);
     std::lock_guard lock(mu_);
@@ -213,8 +259,16 @@ class size_class_pool {
     if (dirty_.capacity() < high_water + 1) dirty_.reserve(high_water + 1);
   }
 
+  // Records stack traffic (coarse clock; relaxed: a hint for trimming).
+  void touch() noexcept {
+    std::int64_t now = monotonic_coarse_ns();
+    if (last_activity_ns_.load(std::memory_order_relaxed) != now) last_activity_ns_.store(now, std::memory_order_relaxed);
+  }
+
   const std::size_t size_class_;
   std::size_t usable_;
+  std::atomic<std::size_t> dirty_size_{0};
+  std::atomic<std::int64_t> last_activity_ns_{0};
   std::mutex mu_;
   std::vector<stack> dirty_;  // guarded by mu_: recently used, pages still resident
   std::vector<stack> clean_;  // guarded by mu_: pages returned to the OS
@@ -244,6 +298,7 @@ class stack_cache {
   ~stack_cache() { flush(); }
 
   std::size_t stack_size() const noexcept { return pool_.size_class(); }
+  size_class_pool& pool() noexcept { return pool_; }
 
   stack take() {
     if (free_.empty()) pool_.take(free_, GORO_STACK_CACHE_PER_WORKER / 2);

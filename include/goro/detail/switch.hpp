@@ -127,7 +127,12 @@ class execution_context {
   // returns when some scheduler resumes it again (maybe on another thread).
   // Throws boost's forced_unwind when the fiber is destroyed while suspended;
   // that exception must propagate (never swallow it).
+  // Where the stack pointer was when the fiber last switched out (for the
+  // canary check of unguarded stacks: see stack_pool.hpp).
+  const void* last_sp() const noexcept { return last_sp_; }
+
   void suspend() {
+    last_sp_ = __builtin_frame_address(0);
     eh_globals* globals = thread_eh_;  // the thread that resumed us is the one we run on
     eh_ = *globals;
     *globals = eh_globals{};
@@ -226,6 +231,7 @@ class execution_context {
   std::size_t asan_resumer_size_ = 0;
   eh_globals eh_{};
   eh_globals* thread_eh_ = nullptr;  // exception globals of the thread running (or unwinding) this fiber
+  const void* last_sp_ = nullptr;
   bool started_ = false;
 };
 
