@@ -9,6 +9,7 @@
 #include "goro/errors.hpp"
 
 #include <atomic>
+#include <climits>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -44,25 +45,32 @@ class wait_group {
   wait_group& operator=(const wait_group&) = delete;
 
   void add(std::int64_t n) {
+    if (n > INT32_MAX || n < -static_cast<std::int64_t>(INT32_MAX))
+      detail::throw_misuse<misuse_error>("goro::wait_group: add() delta out of range");
+    const std::uint64_t delta = static_cast<std::uint64_t>(n) << 32;
     // acq_rel: release publishes this party's work to the waiter that sees
     // zero; acquire chains the earlier done()s when we are the one to wake.
-    std::int64_t v = count_.fetch_add(n, std::memory_order_acq_rel) + n;
-    if (v > 0) return;
-    if (v < 0) {
-      count_.fetch_sub(n, std::memory_order_relaxed);  // relaxed: undo of a misuse
+    const std::uint64_t state = state_.fetch_add(delta, std::memory_order_acq_rel) + delta;
+    const std::int32_t count = counter_of(state);
+    if (count < 0) {
+      state_.fetch_sub(delta, std::memory_order_relaxed);  // relaxed: undo of a misuse
       detail::throw_misuse<misuse_error>("goro::wait_group: negative counter (done() called more times than add())");
     }
+    // Nobody registered: do not touch *this again. A wait() that sees zero
+    // may return and its owner destroy the group right now (Go's rule).
+    if (count > 0 || waiters_of(state) == 0) return;
+    // Registered waiters cannot return until woken, so *this is alive.
     wake_all();
   }
   void done() { add(-1); }
 
   // wait() returns once the count is zero.
   void wait() {
-    if (count_.load(std::memory_order_acquire) == 0) return;  // acquire: pairs with add()'s release
+    if (counter_of(state_.load(std::memory_order_acquire)) == 0) return;  // acquire: pairs with add()'s release
     detail::waiter w;
     w.fib = detail::current_fiber();
     lock_.lock();
-    if (count_.load(std::memory_order_acquire) == 0) {  // zero reached before we queued: wake_all() saw no one
+    if (!register_waiter()) {
       lock_.unlock();
       return;
     }
@@ -74,35 +82,65 @@ class wait_group {
   // cancelled; an empty error_code once the count reached zero.
   template <class Context>
   std::error_code wait(const Context& ctx) {
-    if (count_.load(std::memory_order_acquire) == 0) return {};
+    if (counter_of(state_.load(std::memory_order_acquire)) == 0) return {};
     if (auto e = ctx.err()) return e;
     detail::waiter w;
     w.fib = detail::current_fiber();
     lock_.lock();
-    if (count_.load(std::memory_order_acquire) == 0) {
+    if (!register_waiter()) {
       lock_.unlock();
       return {};
     }
     waiters_.push_back(&w);
+    bool self_unlinked = false;
     auto r = detail::block_on_until(lock_, waiters_, w, wait_reason::wait_group, detail::steady_time::max(),
-                                    ctx.done_core());
+                                    ctx.done_core(), &self_unlinked);
+    if (self_unlinked) {
+      // We left the queue ourselves: take our registration back (else the
+      // waker that popped us already did).
+      detail::spin_guard lock(lock_);
+      state_.fetch_sub(1, std::memory_order_relaxed);  // relaxed: under lock_, like every waiter-count change
+    }
     return r == detail::wait_result::canceled ? ctx.err() : std::error_code{};
   }
 
   // count() is the current count (racy; for diagnostics).
-  std::int64_t count() const noexcept { return count_.load(std::memory_order_relaxed); }
+  std::int64_t count() const noexcept { return counter_of(state_.load(std::memory_order_relaxed)); }
 
  private:
+  // state_: the counter in the high 32 bits, registered waiters in the low
+  // 32 bits (Go's layout). Waiters register and queue under lock_, so a
+  // waker that saw waiters > 0 finds every one of them queued.
+  static std::int32_t counter_of(std::uint64_t state) noexcept { return static_cast<std::int32_t>(state >> 32); }
+  static std::uint32_t waiters_of(std::uint64_t state) noexcept { return static_cast<std::uint32_t>(state); }
+
+  // Under lock_: counts us as a waiter unless the counter is already zero.
+  bool register_waiter() GORO_REQUIRES(lock_) {
+    std::uint64_t state = state_.load(std::memory_order_acquire);
+    for (;;) {
+      if (counter_of(state) == 0) return false;
+      if (state_.compare_exchange_weak(state, state + 1, std::memory_order_acq_rel, std::memory_order_acquire))
+        return true;
+    }
+  }
+
   [[gnu::noinline]] void wake_all() GORO_EXCLUDES(lock_) {
     detail::wait_queue woken;
     {
       detail::spin_guard lock(lock_);
-      while (detail::waiter* w = waiters_.pop_claimed()) woken.push_back(w);
+      std::uint32_t popped = 0;
+      while (detail::waiter* w = waiters_.pop_front()) {
+        ++popped;
+        if (w->claim()) woken.push_back(w);  // a waiter whose context won is skipped (not woken twice)
+      }
+      state_.fetch_sub(popped, std::memory_order_relaxed);  // relaxed: under lock_
     }
+    // *this may be destroyed as soon as the last waiter runs: from here on
+    // only the waiters (alive until woken) are touched.
     while (detail::waiter* w = woken.pop_front()) w->wake();
   }
 
-  std::atomic<std::int64_t> count_{0};
+  std::atomic<std::uint64_t> state_{0};
   detail::spinlock lock_;
   detail::wait_queue waiters_ GORO_GUARDED_BY(lock_);
 };

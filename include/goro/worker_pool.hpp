@@ -237,8 +237,12 @@ class worker_pool {
         r = result<Out>::failure(make_error(context_errc::canceled));
         kind = outcome::cancelled;
       } else {
-        auto [task_ctx, task_cancel] = options_.task_timeout.count() > 0 ? with_timeout(ctx_, options_.task_timeout)
-                                                                           : with_cancel(ctx_);
+        // (No structured binding: clang 14 cannot capture one in a lambda.)
+        std::pair<context, cancel_func> task = options_.task_timeout.count() > 0
+                                                   ? with_timeout(ctx_, options_.task_timeout)
+                                                   : with_cancel(ctx_);
+        const context& task_ctx = task.first;
+        const cancel_func& task_cancel = task.second;
         r = capture([&] { return fn_(task_ctx, std::move(*item)); });
         std::error_code e = task_ctx.err();
         task_cancel();

@@ -427,7 +427,10 @@ struct sleep_state {
 
 inline void add_timer_on_current_worker(timer_node* t) {
   worker* w = current_worker();
-  if (w->timers().add(t)) w->sched().timer_added(to_ns(t->when));
+  // Read `when` first: once added, t may fire on another worker and its
+  // owner (often a sleeping fiber's frame) may be gone.
+  const std::int64_t when = to_ns(t->when);
+  if (w->timers().add(t)) w->sched().timer_added(when);
 }
 
 // Arms a timer on the calling worker's heap, or (from a plain thread) on the
@@ -438,7 +441,8 @@ inline void arm_timer(timer_node* t) {
     return;
   }
   scheduler& s = active_scheduler();
-  if (s.worker_at(0).timers().add(t)) s.timer_added(to_ns(t->when));
+  const std::int64_t when = to_ns(t->when);  // before add(): see add_timer_on_current_worker
+  if (s.worker_at(0).timers().add(t)) s.timer_added(when);
 }
 
 
@@ -492,8 +496,11 @@ struct select_timer {
 // longer queued anywhere and no timer is left.
 //
 // Lock order: the primitive's lock, then done's lock (only here, to queue).
+// self_unlinked (optional) is set when this function took w off the queue
+// itself (timeout or cancellation), as opposed to the primitive popping it.
 inline wait_result block_on_until(spinlock& lock, wait_queue& queue, waiter& w, wait_reason reason,
-                                  steady_time deadline, chan_core* done = nullptr) GORO_RELEASE(lock) GORO_NO_TSA {
+                                  steady_time deadline, chan_core* done = nullptr,
+                                  bool* self_unlinked = nullptr) GORO_RELEASE(lock) GORO_NO_TSA {
   const bool timed = deadline != steady_time::max();
   if (!timed && done == nullptr) {
     block_on(lock, w, reason);
@@ -512,6 +519,7 @@ inline wait_result block_on_until(spinlock& lock, wait_queue& queue, waiter& w, 
     spin_guard done_lock(done->lock);
     if (done->closed) {
       queue.remove(&w);
+      if (self_unlinked != nullptr) *self_unlinked = true;
       lock.unlock();
       return wait_result::canceled;
     }
@@ -551,7 +559,10 @@ inline wait_result block_on_until(spinlock& lock, wait_queue& queue, waiter& w, 
   const int winner = sel.winner.load(std::memory_order_acquire);  // acquire: pairs with the winner's CAS
   if (winner != 0) {
     spin_guard relock(lock);
-    if (w.queued) queue.remove(&w);
+    if (w.queued) {
+      queue.remove(&w);
+      if (self_unlinked != nullptr) *self_unlinked = true;
+    }
   }
   if (done != nullptr && winner != 1) {
     spin_guard done_lock(done->lock);
@@ -854,6 +865,9 @@ inline void worker::park_until(std::int64_t deadline_ns) {
       }
     }
     parked_until_ns_.store(0, std::memory_order_release);
+    // Still counted idle here: the detector must see all workers idle,
+    // ourselves included.
+    if (deadlock_watch && park_word_.load(std::memory_order_acquire) == 0) sched_.maybe_declare_deadlock(epoch);
   }
   bool claimed_by_waker;
   {
@@ -869,8 +883,6 @@ inline void worker::park_until(std::int64_t deadline_ns) {
     // wake_one_worker counted us as spinning on our behalf.
     spinning_ = true;
     worker_counters::bump(counters_.wakes);
-  } else if (deadlock_watch) {
-    sched_.maybe_declare_deadlock(epoch);
   }
 }
 
