@@ -77,7 +77,6 @@ class semaphore {
     {
       detail::spin_guard lock(lock_);
       if (n > used_) {
-        lock_.unlock();
         detail::throw_misuse<misuse_error>("goro::semaphore: released more than held");
       }
       used_ -= n;

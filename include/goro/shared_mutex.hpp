@@ -88,7 +88,6 @@ class shared_mutex {
     {
       detail::spin_guard guard(lock_);
       if (readers_ == 0) {
-        lock_.unlock();
         detail::throw_misuse<misuse_error>("goro::shared_mutex: unlock_shared() without a shared lock");
       }
       if (--readers_ == 0) {

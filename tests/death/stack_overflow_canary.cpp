@@ -14,13 +14,19 @@ namespace {
 // usable bottom, then extends the last frame with alloca() exactly down into
 // the canary zone (the lowest bytes of the usable stack) and writes there:
 // a stack overflow by a few dozen bytes, which stays inside this stack's own
-// mapping (below the usable bottom lies its unguarded gap page).
-[[gnu::noinline]] int dig(char* bottom, int depth) {
+// mapping (below the usable bottom lies its unguarded gap page). On the way
+// back up, a frame about 6 KiB above the bottom switches out: an unguarded
+// stack's canary is checked when its fiber switches out while deep.
+[[gnu::noinline]] int dig(char* bottom, int depth, bool& switched) {
   volatile char frame[256];
   frame[0] = static_cast<char>(depth);
   char* here = const_cast<char*>(&frame[0]);
   if (here > bottom + 4096) {
-    int below = dig(bottom, depth + 1);
+    int below = dig(bottom, depth + 1, switched);
+    if (!switched && here > bottom + 6144) {
+      switched = true;
+      goro::yield();
+    }
     return below + frame[0];  // used after the call: not a tail call
   }
   // Grow this frame (alloca blocks are contiguous below the stack pointer)
@@ -52,8 +58,9 @@ int main() {
         std::puts("unexpected: the fiber stack has a guard page despite GORO_GUARD_PAGE_BUDGET=0");
         std::exit(0);  // a clean exit fails the death test
       }
-      dig(st.bottom(), 0);
-      goro::yield();  // switching out is where the canary is checked
+      bool switched = false;
+      dig(st.bottom(), 0, switched);
+      goro::yield();
       done.done();
     });
     done.wait();

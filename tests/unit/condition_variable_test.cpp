@@ -15,10 +15,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// Like goro_test::run_in_goro, for tests where plain threads wake fibers. The
-// deadlock detector would report a plain thread that the OS left unscheduled
-// for 250 ms (a loaded machine, a sanitizer) as a deadlock; a real deadlock
-// still fails the test, after 10 s.
+// Like goro_test::run_in_goro, for tests where plain threads wake fibers: the
+// deadlock detector must not mistake a plain thread that the OS left
+// unscheduled for 250 ms (a loaded machine, a sanitizer) for a deadlock.
 template <class Fn>
 void run_mixed(unsigned workers, Fn&& fn) {
   goro::run_options options;
@@ -28,6 +27,16 @@ void run_mixed(unsigned workers, Fn&& fn) {
     fn();
     goro::testing::expect_no_leaked_fibers();
   });
+}
+
+// Joins with a deadline: a lost wake-up fails the test within seconds, with
+// the fibers still parked (then unwound and reported), instead of hanging it.
+// (goro's deadlock detector would turn the hang into a deadlock_error, but
+// these tests do not depend on it.)
+bool join_within(goro::wait_group& wg, std::chrono::milliseconds limit = std::chrono::milliseconds(10000)) {
+  if (!goro_test::eventually([&] { return wg.count() == 0; }, limit)) return false;
+  wg.wait();
+  return true;
 }
 
 // Fibers parked on a condition variable (snapshot).
@@ -81,13 +90,13 @@ TEST_CASE("a bounded producer/consumer queue delivers every item exactly once") 
         }
         consuming.done();
       });
-    producing.wait();
+    REQUIRE(join_within(producing));
     {
       std::lock_guard lock(m);
       closed = true;
     }
     not_empty.notify_all();
-    consuming.wait();
+    REQUIRE(join_within(consuming));
     CHECK(queue.empty());
     CHECK(oversize.load() == 0);
     CHECK(std::count(seen.begin(), seen.end(), 1) == static_cast<long>(seen.size()));
@@ -112,8 +121,8 @@ TEST_CASE("notify_all wakes every waiter") {
       });
     REQUIRE(goro_test::eventually([&] { return parked_in_cond_wait() == waiters; }));
     CHECK(woken.load() == 0);
-    cv.notify_all();  // once: if it missed a waiter, wg.wait() deadlocks
-    wg.wait();
+    cv.notify_all();  // once: a waiter it missed would stay parked
+    REQUIRE(join_within(wg));
     CHECK(woken.load() == waiters);
   });
 }
@@ -188,7 +197,7 @@ TEST_CASE("wait with a predicate returns only once the predicate holds") {
       ready = true;
     }
     cv.notify_one();
-    wg.wait();
+    REQUIRE(join_within(wg));
     CHECK(returned.load());
     CHECK(saw_ready);
     CHECK(checks == 5);
@@ -266,7 +275,7 @@ TEST_CASE("wait_for woken by notify before the deadline returns no_timeout") {
       ready = true;
     }
     cv.notify_one();
-    wg.wait();
+    REQUIRE(join_within(wg));
     CHECK(status == std::cv_status::no_timeout);
     CHECK(took < 5s);  // far from the 30 s deadline
     CHECK(pred_result);
@@ -308,7 +317,7 @@ TEST_CASE("a plain thread waits on a condition_variable that a fiber notifies") 
       ready = true;
       cv.notify_one();
     }
-    thread_done.wait();
+    REQUIRE(join_within(thread_done));
     t.join();
     CHECK(thread_saw_ready);
     CHECK(timed_status == std::cv_status::timeout);
@@ -352,7 +361,7 @@ TEST_CASE("a fiber waits on a condition_variable that a plain thread notifies") 
       timed_ready = true;
       cv.notify_one();
     });
-    wg.wait();
+    REQUIRE(join_within(wg));
     t.join();
     CHECK(fiber_saw_ready);
     CHECK(timed_status == std::cv_status::no_timeout);
@@ -397,27 +406,30 @@ TEST_CASE("timed waiters racing notifications are each either notified or timed 
         waiting.done();
       });
     }
-    // Notifiers: a fiber and a plain thread, until every waiter is back.
+    // Notifiers, a fiber and a plain thread, until every waiter is back. Paced
+    // so that some waiters are notified and others time out, and a timeout and
+    // a notify often race for the same waiter.
     notifying.add(1);
     goro::spawn([&] {
       for (int i = 0; !stop.load(); ++i) {
         cv.notify_one();
-        if (i % 4 == 0) goro::sleep_for(100us);
+        if (i % 2 == 0) goro::sleep_for(500us);
         else goro::yield();
       }
       notifying.done();
     });
     threads.emplace_back([&] {
-      for (int i = 0; !stop.load(); ++i) {
-        if (i % 2 == 0) cv.notify_one();
-        else cv.notify_all();
-        std::this_thread::sleep_for(200us);
+      for (int i = 1; !stop.load(); ++i) {
+        if (i % 16 == 0) cv.notify_all();
+        else cv.notify_one();
+        std::this_thread::sleep_for(1ms);
       }
     });
     waiting.wait();
     stop = true;
     notifying.wait();
     for (auto& t : threads) t.join();
+    INFO("timed out: " << timeouts.load() << ", notified: " << notified.load());
     CHECK(timeouts.load() + notified.load() == waiters + thread_waiters);
     CHECK(goro::runtime_metrics().pending_timers == 0);
   });

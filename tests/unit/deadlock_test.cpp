@@ -7,6 +7,8 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -28,9 +30,57 @@ goro::run_options detecting(unsigned workers, std::chrono::milliseconds grace) {
   return o;
 }
 
+// The detector answers within the grace period (50 ms here); past this limit
+// it has failed to.
+constexpr auto watchdog_limit = 2s;
+
+// Turns a detector that never fires into a failed test instead of a hung one:
+// unless stop() comes first, releases `gate` (the wait_group the main fiber is
+// stuck on) from this plain thread after `limit`, so run() returns normally.
+// (It can only race with a detector that fires exactly at `limit`.)
+class watchdog {
+ public:
+  watchdog(goro::wait_group& gate, std::chrono::milliseconds limit)
+      : thread_([this, &gate, limit] {
+          std::unique_lock lock(mu_);
+          if (!cv_.wait_for(lock, limit, [this] { return stopped_; })) {
+            fired_ = true;
+            gate.done();
+          }
+        }) {}
+  watchdog(const watchdog&) = delete;
+  watchdog& operator=(const watchdog&) = delete;
+  ~watchdog() { stop(); }
+
+  void stop() {
+    {
+      std::lock_guard lock(mu_);
+      stopped_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+  bool fired() {
+    std::lock_guard lock(mu_);
+    return fired_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopped_ = false;
+  bool fired_ = false;
+  std::thread thread_;  // last: starts after the fields it uses
+};
+
 }  // namespace
 
-TEST_CASE("all fibers blocked with nothing to wake them is a deadlock naming them") {
+// Regression guard for a bug found while writing these tests: the worker that
+// waited out the grace period left the idle list *before* calling
+// scheduler::maybe_declare_deadlock(), which requires every worker (itself
+// included) to be idle, so no deadlock was ever declared and run() hung. The
+// watchdog turns such a hang into a failed assertion.
+TEST_CASE("all fibers blocked with nothing to wake them is a deadlock naming them", "[deadlock]") {
   unsigned workers = GORO_WORKERS();
   goro::testing::leak_baseline base;
   const auto unwound_before = goro::runtime_metrics().unwound_at_shutdown;
@@ -48,20 +98,31 @@ TEST_CASE("all fibers blocked with nothing to wake them is a deadlock naming the
 
   std::optional<std::string> what;
   auto start = std::chrono::steady_clock::now();
-  try {
-    goro::run(detecting(workers, 50ms), [&] {
-      count_unwind guard{&unwound};
-      mu.lock();
-      for (const char* name : {"stuck-on-mutex-a", "stuck-on-mutex-b"})
-        goro::spawn({.name = name}, [&] {
-          count_unwind inner{&unwound};
-          mu.lock();
-          mu.unlock();
-        });
-      never.wait();
-    });
-  } catch (const goro::deadlock_error& e) {
-    what = e.what();
+  {
+    watchdog dog(never, watchdog_limit);
+    try {
+      goro::run(detecting(workers, 50ms), [&] {
+        count_unwind guard{&unwound};
+        mu.lock();
+        goro::wait_group stuck;
+        stuck.add(2);
+        for (const char* name : {"stuck-on-mutex-a", "stuck-on-mutex-b"})
+          goro::spawn({.name = name}, [&] {
+            count_unwind inner{&unwound};
+            mu.lock();
+            mu.unlock();
+            stuck.done();
+          });
+        never.wait();
+        // Only reached when the watchdog released us: let the others finish.
+        mu.unlock();
+        stuck.wait();
+      });
+    } catch (const goro::deadlock_error& e) {
+      what = e.what();
+    }
+    dog.stop();
+    CHECK_FALSE(dog.fired());
   }
   auto took = std::chrono::steady_clock::now() - start;
   REQUIRE(what);
@@ -74,7 +135,7 @@ TEST_CASE("all fibers blocked with nothing to wake them is a deadlock naming the
   CHECK(contains(*what, "sync.WaitGroup.Wait"));
   CHECK(contains(*what, "deadlock_test.cpp"));
   CHECK(took >= 40ms);  // not before the grace period
-  CHECK(took < 10s);
+  CHECK(took < watchdog_limit);
 
   // Everything was unwound (destructors ran), and a deadlock's leftovers are
   // not counted as leaks: the error already reports them.
@@ -84,15 +145,20 @@ TEST_CASE("all fibers blocked with nothing to wake them is a deadlock naming the
   CHECK_NOTHROW(goro::testing::check_since(base, 0ms));
 }
 
-TEST_CASE("a lone main fiber blocked forever is a deadlock") {
+TEST_CASE("a lone main fiber blocked forever is a deadlock", "[deadlock]") {
   unsigned workers = GORO_WORKERS();
   goro::wait_group never;
   never.add(1);
   std::optional<std::string> what;
-  try {
-    goro::run(detecting(workers, 50ms), [&] { never.wait(); });
-  } catch (const goro::deadlock_error& e) {
-    what = e.what();
+  {
+    watchdog dog(never, watchdog_limit);
+    try {
+      goro::run(detecting(workers, 50ms), [&] { never.wait(); });
+    } catch (const goro::deadlock_error& e) {
+      what = e.what();
+    }
+    dog.stop();
+    CHECK_FALSE(dog.fired());
   }
   REQUIRE(what);
   INFO(*what);

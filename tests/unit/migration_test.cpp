@@ -82,18 +82,22 @@ TEST_CASE("current_worker after every resume belongs to the thread the fiber run
     for (int i = 0; i < fibers; ++i)
       goro::spawn({.name = "tls-prober"}, [&, i] {
         auto& mine = seen[i];
-        observe(mine);
+        // The reads sit in the same function as the switches (not behind a
+        // helper): if goro's accessor ever let the compiler keep the TLS
+        // address across a switch, the previous thread's slot would show here
+        // paired with the new thread's id.
+        mine.push_back({goro::detail::current_worker(), os_thread_id()});
         std::set<const goro::detail::worker*> visited{mine.back().worker};
         for (long it = 0;; ++it) {
           goro::yield();
-          observe(mine);
+          mine.push_back({goro::detail::current_worker(), os_thread_id()});
           goro::sleep_for(50us);
-          observe(mine);
+          mine.push_back({goro::detail::current_worker(), os_thread_id()});
           goro::wait_group hop;
           hop.add(1);
           goro::spawn([&hop] { hop.done(); });
           hop.wait();
-          observe(mine);
+          mine.push_back({goro::detail::current_worker(), os_thread_id()});
           for (auto k = mine.size() - 3; k < mine.size(); ++k) visited.insert(mine[k].worker);
           if (visited.size() > 1) someone_moved = true;
           // Enough iterations, and (with several workers) some fiber has moved

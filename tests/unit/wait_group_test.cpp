@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -12,10 +13,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// Like goro_test::run_in_goro, for tests where plain threads wake fibers. The
-// deadlock detector would report a plain thread that the OS left unscheduled
-// for 250 ms (a loaded machine, a sanitizer) as a deadlock; a real deadlock
-// still fails the test, after 10 s.
+// Like goro_test::run_in_goro, for tests where plain threads wake fibers: the
+// deadlock detector must not mistake a plain thread that the OS left
+// unscheduled for 250 ms (a loaded machine, a sanitizer) for a deadlock.
 template <class Fn>
 void run_mixed(unsigned workers, Fn&& fn) {
   goro::run_options options;
@@ -25,6 +25,16 @@ void run_mixed(unsigned workers, Fn&& fn) {
     fn();
     goro::testing::expect_no_leaked_fibers();
   });
+}
+
+// Joins with a deadline: a lost wake-up fails the test within seconds, with
+// the fibers still parked (then unwound and reported), instead of hanging it.
+// (goro's deadlock detector would turn the hang into a deadlock_error, but
+// these tests do not depend on it.)
+bool join_within(goro::wait_group& wg, std::chrono::milliseconds limit = std::chrono::milliseconds(10000)) {
+  if (!goro_test::eventually([&] { return wg.count() == 0; }, limit)) return false;
+  wg.wait();
+  return true;
 }
 
 // Fibers of this runtime parked with `reason` (snapshot).
@@ -116,7 +126,7 @@ TEST_CASE("many waiters are all released by the last done") {
     REQUIRE(goro_test::eventually([&] { return parked_with(goro::wait_reason::wait_group) == waiters; }));
     CHECK(released.load() == 0);
     gate.done();  // one done() releases all of them
-    finished.wait();
+    REQUIRE(join_within(finished));
     CHECK(released.load() == waiters);
   });
 }
@@ -143,7 +153,7 @@ TEST_CASE("a plain thread waits on a wait_group that fibers release") {
         results[static_cast<std::size_t>(i)] = i + 1;
         wg.done();
       });
-    thread_done.wait();  // parks this fiber; joining now would block the worker
+    REQUIRE(join_within(thread_done));  // joining before that would block the worker
     waiter.join();
     CHECK(thread_saw_all.load());
   });
@@ -176,7 +186,7 @@ TEST_CASE("fibers wait on a wait_group that plain threads release") {
           wg.done();
         }
       });
-    fibers_done.wait();
+    REQUIRE(join_within(fibers_done));
     for (auto& t : pool) t.join();
     CHECK(saw_all.load() == fibers);
     CHECK(wg.count() == 0);
@@ -236,12 +246,12 @@ TEST_CASE("a wait_group is reused across rounds") {
   const int per_round = 8, waiters = 3;
   goro_test::run_in_goro(workers, [&] {
     goro::wait_group wg;
+    goro::wait_group waiters_back;  // every wait() of a round returned (reused too)
     std::atomic<long> work{0};
     std::atomic<long> early_returns{0};  // a waiter that returned before its round's work was done
     long main_early = 0;
     for (long r = 0; r < rounds; ++r) {
       const long target = (r + 1) * per_round;
-      goro::wait_group waiters_back;  // every wait() of this round returned
       wg.add(per_round);
       waiters_back.add(waiters);
       for (int w = 0; w < waiters; ++w)
@@ -280,9 +290,9 @@ TEST_CASE("writes before done are visible after wait") {
   };
   goro_test::run_in_goro(workers, [&] {
     long bad = 0;
+    goro::wait_group wg;  // reused: destroying one right after wait() is the next test's subject
     for (long r = 0; r < rounds; ++r) {
       std::vector<slot> slots(n);
-      goro::wait_group wg;
       wg.add(n);
       for (int i = 0; i < n; ++i)
         goro::spawn([&, i] {
@@ -300,5 +310,35 @@ TEST_CASE("writes before done are visible after wait") {
       }
     }
     CHECK(bad == 0);
+  });
+}
+
+// KNOWN GORO BUG (reported; fails under ThreadSanitizer, passes in the default
+// build, where the window is a few instructions wide):
+// wait_group::add() brings the count to zero with fetch_add and only then
+// calls wake_all(), which takes lock_ and reads waiters_. A wait() that sees
+// the zero (fast path, or under lock_ before wake_all() gets there) returns,
+// and its owner may destroy the wait_group (the usage in wait_group.hpp's own
+// example), so wake_all() then locks and reads freed memory; its spinlock
+// exchange writes into it. TSan reports "data race ... wait_group::wake_all"
+// against the destructor / the reuse of that memory.
+TEST_CASE("a wait_group may be destroyed as soon as wait returns") {
+  unsigned workers = GORO_WORKERS();
+  const long rounds = goro_test::scaled(2000, 200);
+  goro_test::run_in_goro(workers, [&] {
+    long mismatches = 0;
+    for (long r = 0; r < rounds; ++r) {
+      auto wg = std::make_unique<goro::wait_group>();
+      std::atomic<bool> worked{false};
+      wg->add(1);
+      goro::spawn([p = wg.get(), &worked] {
+        worked = true;
+        p->done();  // the last touch of *p that the caller is allowed to assume
+      });
+      wg->wait();
+      if (!worked.load()) ++mismatches;
+      wg.reset();  // every wait() has returned: the group may go
+    }
+    CHECK(mismatches == 0);
   });
 }

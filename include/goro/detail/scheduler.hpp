@@ -515,9 +515,12 @@ inline wait_result block_on_until(spinlock& lock, wait_queue& queue, waiter& w, 
   done_waiter.sel = &sel;
   done_waiter.case_index = 1;
   done_waiter.data = &done_slot;
+  // The done channel's lock stays held (like the primitive's) until the
+  // fiber has switched out: a cancel must not ready a fiber still running.
   if (done != nullptr) {
-    spin_guard done_lock(done->lock);
+    done->lock.lock();
     if (done->closed) {
+      done->lock.unlock();
       queue.remove(&w);
       if (self_unlinked != nullptr) *self_unlinked = true;
       lock.unlock();
@@ -528,10 +531,12 @@ inline wait_result block_on_until(spinlock& lock, wait_queue& queue, waiter& w, 
   if (w.fib != nullptr) {
     struct park_args {
       spinlock* lock;
+      spinlock* done_lock;
       timer_node* timer;
       static void arm_and_unlock(void* arg) noexcept GORO_NO_TSA {
         auto* self = static_cast<park_args*>(arg);
         if (self->timer != nullptr) add_timer_on_current_worker(self->timer);
+        if (self->done_lock != nullptr) self->done_lock->unlock();
         self->lock->unlock();
       }
     };
@@ -542,10 +547,11 @@ inline wait_result block_on_until(spinlock& lock, wait_queue& queue, waiter& w, 
     timer.node.when = deadline;
     timer.node.context = &timer;
     timer.node.fire = &select_timer::fire;
-    park_args args{&lock, timed ? &timer.node : nullptr};
+    park_args args{&lock, done != nullptr ? &done->lock : nullptr, timed ? &timer.node : nullptr};
     timer_guard cancel_on_exit{timed ? &timer.node : nullptr};
     park(reason, &park_args::arm_and_unlock, &args);
   } else {
+    if (done != nullptr) done->lock.unlock();
     lock.unlock();
     if (timed && !sel.event.wait_until(deadline)) {
       int expected = -1;
@@ -1104,7 +1110,8 @@ inline void scheduler::ready(fiber* f) {
 }
 
 inline void scheduler::maybe_declare_deadlock(std::uint64_t epoch_seen) {
-  if (stopping()) return;
+  if (stopping() || main_done_.notified()) return;  // run() is shutting down: not a deadlock
+  if (live_fibers() == 0) return;
   if (idle_count_.load(std::memory_order_seq_cst) != static_cast<int>(worker_count())) return;
   if (foreign_activity_.load(std::memory_order_acquire) != epoch_seen) return;
   if (any_runnable() || earliest_timer_ns() != no_deadline_ns) return;
