@@ -15,9 +15,11 @@
 
 #include "goro/async.hpp"
 #include "goro/chan.hpp"
+#include "goro/condition_variable.hpp"
 #include "goro/context.hpp"
 #include "goro/detail/spinlock.hpp"
 #include "goro/errors.hpp"
+#include "goro/mutex.hpp"
 #include "goro/result.hpp"
 #include "goro/select.hpp"
 #include "goro/spawn.hpp"
