@@ -47,8 +47,7 @@ class condition_variable {
 
   template <class Lock, class Clock, class Duration>
   std::cv_status wait_until(Lock& lock, const std::chrono::time_point<Clock, Duration>& t) {
-    auto deadline = std::chrono::steady_clock::now() +
-                    std::chrono::ceil<std::chrono::steady_clock::duration>(t - Clock::now());
+    auto deadline = detail::deadline_after(t - Clock::now());
     detail::waiter w;
     w.fib = detail::current_fiber();
     queue_lock_.lock();
@@ -67,11 +66,11 @@ class condition_variable {
   }
   template <class Lock, class Rep, class Period>
   std::cv_status wait_for(Lock& lock, const std::chrono::duration<Rep, Period>& d) {
-    return wait_until(lock, std::chrono::steady_clock::now() + d);
+    return wait_until(lock, detail::deadline_after(d));
   }
   template <class Lock, class Rep, class Period, class Predicate>
   bool wait_for(Lock& lock, const std::chrono::duration<Rep, Period>& d, Predicate pred) {
-    return wait_until(lock, std::chrono::steady_clock::now() + d, std::move(pred));
+    return wait_until(lock, detail::deadline_after(d), std::move(pred));
   }
 
   void notify_one() {

@@ -116,8 +116,27 @@ struct context_state : std::enable_shared_from_this<context_state> {
 
   bool cancellable() const noexcept { return canceller == this; }
 
+  // Runs on whichever thread drops the last handle. Releasing `parent` here
+  // would destroy a chain of otherwise unowned ancestors recursively, one
+  // frame per level (a fiber's 64 KiB stack overflows after ~1,300): each
+  // ancestor this node solely owns is unlinked and destroyed in a loop.
   ~context_state() {
-    if (timer_armed) timer_heap::cancel(&timer);
+    unlink();
+    std::shared_ptr<context_state> p = std::move(parent);
+    // use_count() == 1: only we own p (a concurrent cancel that promotes p
+    // from its weak_ptr meanwhile is harmless: it then releases p itself,
+    // after we took p's parent, so p's destructor does not recurse).
+    while (p != nullptr && p.use_count() == 1) {
+      p->unlink();
+      std::shared_ptr<context_state> next = std::move(p->parent);
+      p.reset();  // its destructor finds no parent left to release
+      p = std::move(next);
+    }
+  }
+
+  // Removes this node's timer and takes it off its parent's children list.
+  void unlink() noexcept {
+    if (timer_armed) timer_heap::cancel(&timer);  // no concurrent writer: see with_deadline
     detach();
   }
 
@@ -158,9 +177,24 @@ struct context_state : std::enable_shared_from_this<context_state> {
   // Cancels this node and every cancellable descendant with e. Idempotent
   // and thread-safe; never blocks (may run on a worker in scheduler context,
   // from the deadline timer). from_timer: do not cancel our own firing timer.
-  void cancel(std::error_code e, bool from_timer = false) GORO_NO_TSA {
-    std::vector<std::shared_ptr<context_state>> children;
+  // Iterative, with an explicit work list: a chain thousands of levels deep
+  // must not take one stack frame per level (Go's context has no depth limit).
+  void cancel(std::error_code e, bool from_timer = false) {
+    std::vector<std::shared_ptr<context_state>> pending;
+    cancel_one(e, from_timer, pending);
+    while (!pending.empty()) {
+      std::shared_ptr<context_state> child = std::move(pending.back());
+      pending.pop_back();
+      child->cancel_one(e, false, pending);
+    }
+  }
+
+  // Cancels this node alone and appends its cancellable children (promoted
+  // to shared_ptr under mu: a child in destruction is skipped) to `pending`.
+  void cancel_one(std::error_code e, bool from_timer, std::vector<std::shared_ptr<context_state>>& pending)
+      GORO_NO_TSA {
     std::optional<std::stop_source> stop_copy;
+    bool remove_timer = false;
     {
       spin_guard lock(mu);
       if (is_done.load(std::memory_order_relaxed)) return;
@@ -170,16 +204,16 @@ struct context_state : std::enable_shared_from_this<context_state> {
         context_state* next = c->sibling_next;
         c->attached = false;
         c->sibling_prev = c->sibling_next = nullptr;
-        if (auto alive = c->weak_from_this().lock()) children.push_back(std::move(alive));
+        if (auto alive = c->weak_from_this().lock()) pending.push_back(std::move(alive));
         c = next;
       }
       child_head = nullptr;
       stop_copy = stop;
+      remove_timer = timer_armed && !from_timer;  // timer_armed is written under mu (with_deadline)
     }
     done.close();  // wakes every select and wait on done
     if (stop_copy) stop_copy->request_stop();
-    if (timer_armed && !from_timer) timer_heap::cancel(&timer);
-    for (auto& child : children) child->cancel(e);
+    if (remove_timer) timer_heap::cancel(&timer);
     detach();
   }
 
@@ -332,12 +366,27 @@ inline std::pair<context, cancel_func> with_deadline(const context& parent, time
     s->deadline = t;
     if (t <= std::chrono::steady_clock::now()) {
       s->cancel(context_errc::deadline_exceeded);
-    } else if (!s->is_done.load(std::memory_order_acquire)) {
-      s->timer.when = t;
-      s->timer.context = s.get();
-      s->timer.fire = &detail::context_state::fire_deadline;
-      s->timer_armed = true;
+    } else {
+      // s is already attached: a parent cancel on another thread may race
+      // this. timer_armed is set under mu, so a cancel either sees it (and
+      // removes the timer) or ran before it (and we see is_done); after
+      // arming, a re-check under mu catches a cancel that ran in between
+      // and may have tried to remove the timer before it was queued.
+      {
+        detail::spin_guard lock(s->mu);
+        if (s->is_done.load(std::memory_order_relaxed)) return {context_access::make(s), context_access::canceller(s)};
+        s->timer.when = t;
+        s->timer.context = s.get();
+        s->timer.fire = &detail::context_state::fire_deadline;
+        s->timer_armed = true;
+      }
       detail::arm_timer(&s->timer);
+      bool cancelled_meanwhile;
+      {
+        detail::spin_guard lock(s->mu);
+        cancelled_meanwhile = s->is_done.load(std::memory_order_relaxed);
+      }
+      if (cancelled_meanwhile) detail::timer_heap::cancel(&s->timer);
     }
   }
   return {context_access::make(s), context_access::canceller(s)};
@@ -345,8 +394,7 @@ inline std::pair<context, cancel_func> with_deadline(const context& parent, time
 
 template <class Rep, class Period>
 std::pair<context, cancel_func> with_timeout(const context& parent, std::chrono::duration<Rep, Period> d) {
-  return with_deadline(parent, std::chrono::steady_clock::now() +
-                                   std::chrono::ceil<std::chrono::steady_clock::duration>(d));
+  return with_deadline(parent, detail::deadline_after(d));
 }
 
 // with_value() derives a context that carries value under key.

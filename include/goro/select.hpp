@@ -142,9 +142,11 @@ struct select_locks {
     for (std::size_t i = n; i-- > 0;) locks[i]->unlock();
   }
   static void arm_and_unlock(void* arg) noexcept {
-    auto* self = static_cast<select_locks*>(arg);
-    if (self->timer != nullptr) add_timer_on_current_worker(self->timer);
-    self->unlock_all();
+    // Copy first: once the timer is armed it may fire on another worker and
+    // the woken fiber may leave the frame that holds *self.
+    select_locks copy = *static_cast<select_locks*>(arg);
+    if (copy.timer != nullptr) add_timer_on_current_worker(copy.timer);
+    copy.unlock_all();
   }
 };
 
@@ -247,7 +249,7 @@ int select_impl(Cases&... cases) {
   timer_target.fib = self;
   timer_target.sel = &sel;
   select_timer timer{};
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const auto deadline = deadline_after(timeout);
   if (self != nullptr) {
     if (timeout_index >= 0) {
       timer.sel = &sel;
@@ -259,7 +261,20 @@ int select_impl(Cases&... cases) {
       locks.timer = &timer.node;
     }
     timer_guard cancel_on_exit{timeout_index >= 0 ? &timer.node : nullptr};
-    park(reason, &select_locks<n>::arm_and_unlock, &locks);
+    try {
+      park(reason, &select_locks<n>::arm_and_unlock, &locks);
+    } catch (...) {  // forced unwind at shutdown: park() throws nothing else
+      for_each_case(
+          all,
+          [&](auto& c, auto i) {
+            using case_t = std::remove_reference_t<decltype(c)>;
+            if constexpr (case_t::kind == case_kind::recv || case_t::kind == case_kind::send) {
+              if (c.core() != nullptr) unlink_on_unwind(c.core()->lock, waiters[i]);
+            }
+          },
+          indices);
+      throw;
+    }
   } else {
     locks.unlock_all();
     if (timeout_index >= 0) {
@@ -313,7 +328,7 @@ auto on_send(const chan<T>& ch, V&& value, Fn fn = {}) {
 // exists only while the select is parked and is removed when it returns.
 template <class Rep, class Period, class Fn = detail::no_action>
 auto on_timeout(std::chrono::duration<Rep, Period> d, Fn fn = {}) {
-  return detail::timeout_case<Fn>{std::chrono::ceil<std::chrono::steady_clock::duration>(d), std::move(fn)};
+  return detail::timeout_case<Fn>{detail::saturating_steady(d), std::move(fn)};
 }
 
 // on_default(fn): taken at once when no other case is ready: select never blocks.

@@ -36,7 +36,7 @@ void sleep_for(std::chrono::duration<Rep, Period> d) {
     yield();
     return;
   }
-  sleep_until(std::chrono::steady_clock::now() + std::chrono::ceil<std::chrono::steady_clock::duration>(d));
+  sleep_until(detail::deadline_after(d));
 }
 
 // id() is the calling fiber's id (unique in the process, never reused), or 0

@@ -50,7 +50,7 @@ struct timer_chan_state : chan_state<time_point> {
   }
 
   void arm(std::chrono::steady_clock::duration d, std::chrono::steady_clock::duration period) {
-    node.when = std::chrono::steady_clock::now() + d;
+    node.when = deadline_after(d);
     node.period = period;
     arm_timer(&node);
   }
@@ -67,8 +67,7 @@ struct timer_chan_state : chan_state<time_point> {
 
 template <class Rep, class Period>
 std::chrono::steady_clock::duration to_steady(std::chrono::duration<Rep, Period> d) {
-  auto v = std::chrono::ceil<std::chrono::steady_clock::duration>(d);
-  return v.count() < 0 ? std::chrono::steady_clock::duration::zero() : v;
+  return saturating_steady(d);
 }
 
 }  // namespace detail

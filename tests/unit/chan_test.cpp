@@ -882,14 +882,13 @@ TEST_CASE("fibers blocked forever on channels are reported by the deadlock detec
   CHECK_NOTHROW(goro::testing::check_since(base, 0ms));  // a deadlock's leftovers are not leaks
 }
 
-// KNOWN GORO BUG (hidden, because it crashes the process; run it with
-// `chan_test "[.][known-bug]"`): run() unwinds fibers still blocked when its
+// Regression test (fixed bug; it was hidden because it crashes the process): run() unwinds fibers still blocked when its
 // function returns, but their waiters stay linked in the wait queues of the
 // channels (and selects) they were blocked on. A channel that outlives run()
 // then hands its next value to the dead fiber: try_send() pops the stale
 // waiter, writes into the unwound fiber's freed stack and readies a fiber of
 // a destroyed scheduler (SEGV under ASan, silent corruption otherwise).
-TEST_CASE("a channel that outlives run() forgets the waiters of fibers run() unwound", "[.][known-bug]") {
+TEST_CASE("a channel that outlives run() forgets the waiters of fibers run() unwound") {
   goro::chan<int> ch{0}, other{0}, third{0};
   const auto unwound_before = goro::runtime_metrics().unwound_at_shutdown;
   goro::run(with_workers(2), [&] {

@@ -259,7 +259,7 @@ TEST_CASE("the starvation watchdog reports a fiber that busy-loops without yield
   CHECK_FALSE(line_with(r.err, {"starvation", id, "\"busy-looper\"", "diagnostics_extra_test.cpp"}).empty());
 }
 
-// KNOWN GORO BUG (fails in every build): when the starving slice ends with
+// Regression test for a fixed bug. It was: when the starving slice ends with
 // the fiber returning (the common "busy loop, then done" case), the worker's
 // report says only "fiber N ran 299 ms on worker W without yielding, then
 // exited", and the watchdog's report while it ran also gives only the id
@@ -268,7 +268,7 @@ TEST_CASE("the starvation watchdog reports a fiber that busy-loops without yield
 // the fiber pointer, which is gone once the fiber exited; the monitor thread
 // could name it (describe_fiber_by_id) while it is still alive, or execute()
 // could keep the name and spawn site of a slice that is being reported.
-TEST_CASE("KNOWN GORO BUG: the starvation report names a busy fiber that exits at the end of its slice", "[.][known-bug]") {
+TEST_CASE("the starvation report names a busy fiber that exits at the end of its slice") {
   starvation_run r = run_busy_looper(2, false);
   INFO("stderr:\n" << r.err);
   CHECK(r.reports_after > r.reports_before);
@@ -329,7 +329,7 @@ TEST_CASE("a long wait for a goro::mutex is reported naming the waiter and the h
   CHECK_FALSE(line_with(r.err, {"lock wait", "\"lock-waiter\"", "has waited", "held by", "\"lock-holder\""}).empty());
 }
 
-// KNOWN GORO BUG (intermittent: fails most runs with several workers):
+// Regression test for a fixed bug. It was:
 // scheduler::start() spawns the main fiber and starts the worker threads,
 // and only then increments process().lock_diagnostics_runtimes.
 // mutex::note_holder() records nothing while that count is zero, so a mutex
@@ -337,7 +337,7 @@ TEST_CASE("a long wait for a goro::mutex is reported naming the waiter and the h
 // statement) has no recorded holder, and the report blames "a plain thread
 // (or a fiber of no runtime)". Fix: switch the diagnostics on before
 // spawning the main fiber.
-TEST_CASE("KNOWN GORO BUG: a mutex locked as soon as the run starts is reported with its holder", "[.][known-bug]") {
+TEST_CASE("a mutex locked as soon as the run starts is reported with its holder") {
   goro::run_options o;
   o.workers = 4;
   o.lock_wait_threshold = 30ms;

@@ -420,10 +420,7 @@ TEST_CASE("shutdown with a short deadline cancels the rest and counts it", "[poo
   });
 }
 
-// KNOWN GORO BUG (reported; until it is fixed this test fails often but not
-// always, with 2 or more runtime workers: "goro: fatal error: bad fiber state
-// transition", boost's "Assertion `nullptr != fctx_' failed", a crash, or a
-// TSan race in execution_context::resume):
+// Regression test for a fixed bug. It was:
 // shutdown() parks in exited_.wait(drain), i.e. detail::block_on_until with
 // the drain context's done channel. block_on_until queues its done-waiter and
 // releases done->lock *before* the fiber switches out (only the primitive's

@@ -301,8 +301,7 @@ TEST_CASE("cancelled and granted waiters race: every acquire either holds its un
   });
 }
 
-// KNOWN GORO BUG (fails in every build when the race hits; TSan reports it as
-// a data race on the semaphore's state): semaphore::release() of more than
+// Regression test for a fixed bug. It was: semaphore::release() of more than
 // is held calls lock_.unlock() by hand and then throws from inside the
 // spin_guard's scope, so ~spin_guard unlocks lock_ a second time during
 // unwinding. throw_misuse() first builds its message (describe_current_fiber
@@ -311,7 +310,7 @@ TEST_CASE("cancelled and granted waiters race: every acquire either holds its un
 // enters it too. used_ then loses updates: a correct release() later throws
 // "released more than held", or units leak. A misuse must leave the
 // semaphore as it was. (shared_mutex::unlock_shared() has the same pattern.)
-TEST_CASE("KNOWN GORO BUG: a misuse release racing correct users leaves the semaphore consistent", "[.][known-bug]") {
+TEST_CASE("a misuse release racing correct users leaves the semaphore consistent") {
   // Plain threads only (the semaphore needs no runtime for these calls).
   {
     goro::semaphore sem(4);

@@ -190,8 +190,7 @@ namespace {
 }
 }  // namespace
 
-// KNOWN GORO BUG (reported; fails under ThreadSanitizer only, where it is
-// seen as a data race; in the default build the stale read is harmless):
+// Regression test for a fixed bug. It was:
 // after the switch, add_timer_on_current_worker() adds the sleeper's timer to
 // the heap and then reads t->when again for timer_added(). A deadline that is
 // already due can fire on another worker in between (a thief runs the victim's

@@ -313,8 +313,7 @@ TEST_CASE("writes before done are visible after wait") {
   });
 }
 
-// KNOWN GORO BUG (reported; fails under ThreadSanitizer, passes in the default
-// build, where the window is a few instructions wide):
+// Regression test for a fixed bug. It was:
 // wait_group::add() brings the count to zero with fetch_add and only then
 // calls wake_all(), which takes lock_ and reads waiters_. A wait() that sees
 // the zero (fast path, or under lock_ before wake_all() gets there) returns,

@@ -380,7 +380,12 @@ inline void unlock_spinlock_after_switch(void* lock) noexcept GORO_NO_TSA { stat
 // waiter was woken; lock is not held then.
 inline void block_on(spinlock& lock, waiter& w, wait_reason reason) GORO_RELEASE(lock) GORO_NO_TSA {
   if (w.fib != nullptr) {
-    park(reason, &unlock_spinlock_after_switch, &lock);
+    try {
+      park(reason, &unlock_spinlock_after_switch, &lock);
+    } catch (...) {  // forced unwind at shutdown: park() throws nothing else
+      unlink_on_unwind(lock, w);
+      throw;
+    }
   } else {
     lock.unlock();
     w.event.wait();
@@ -534,10 +539,12 @@ inline wait_result block_on_until(spinlock& lock, wait_queue& queue, waiter& w, 
       spinlock* done_lock;
       timer_node* timer;
       static void arm_and_unlock(void* arg) noexcept GORO_NO_TSA {
-        auto* self = static_cast<park_args*>(arg);
-        if (self->timer != nullptr) add_timer_on_current_worker(self->timer);
-        if (self->done_lock != nullptr) self->done_lock->unlock();
-        self->lock->unlock();
+        // Copy first: once the timer is armed it may fire on another worker,
+        // and the woken fiber leaves the scope that holds *self.
+        const park_args copy = *static_cast<park_args*>(arg);
+        if (copy.timer != nullptr) add_timer_on_current_worker(copy.timer);
+        if (copy.done_lock != nullptr) copy.done_lock->unlock();
+        copy.lock->unlock();
       }
     };
     select_timer timer;
@@ -549,7 +556,13 @@ inline wait_result block_on_until(spinlock& lock, wait_queue& queue, waiter& w, 
     timer.node.fire = &select_timer::fire;
     park_args args{&lock, done != nullptr ? &done->lock : nullptr, timed ? &timer.node : nullptr};
     timer_guard cancel_on_exit{timed ? &timer.node : nullptr};
-    park(reason, &park_args::arm_and_unlock, &args);
+    try {
+      park(reason, &park_args::arm_and_unlock, &args);
+    } catch (...) {  // forced unwind at shutdown: park() throws nothing else
+      unlink_on_unwind(lock, w);
+      if (done != nullptr) unlink_on_unwind(done->lock, done_waiter);
+      throw;
+    }
   } else {
     if (done != nullptr) done->lock.unlock();
     lock.unlock();
@@ -927,17 +940,23 @@ void scheduler::start(goro::source_location site, Fn&& main_fn) {
     std::lock_guard lock(process().mu);
     process().schedulers.push_back(this);
   }
+  // Before the main fiber exists: a mutex it locks first thing must already
+  // record its holder. (The worker threads' start orders this store.)
+  if (lock_wait_threshold_ns_ > 0) process().lock_diagnostics_runtimes.fetch_add(1, std::memory_order_relaxed);  // relaxed: a setting
   spawn(main_name_, 0, site, true, std::forward<Fn>(main_fn));
   for (auto& w : workers_) {
     worker* raw = w.get();
     raw->thread_ = std::thread([raw] { raw->loop(); });
   }
   if (starvation_threshold_ns_ > 0) monitor_ = std::thread([this] { monitor_loop(); });
-  if (lock_wait_threshold_ns_ > 0) process().lock_diagnostics_runtimes.fetch_add(1, std::memory_order_relaxed);  // relaxed: a setting
 }
 
+inline std::string describe_fiber_by_id(std::uint64_t id);
+
 // The starvation watchdog: a plain thread (Go's sysmon, for reports only)
-// that looks at each worker's current slice every half threshold.
+// that looks at each worker's current slice every half threshold. It names
+// the fiber while it still runs: a busy fiber that then exits can no longer
+// be described when its slice ends.
 inline void scheduler::monitor_loop() {
   const auto period = std::chrono::nanoseconds(std::max<std::int64_t>(starvation_threshold_ns_ / 2, 1'000'000));
   std::unique_lock lock(monitor_mu_);
@@ -951,11 +970,12 @@ inline void scheduler::monitor_loop() {
       w->slice_reported_id_ = id;
       w->slice_reported_start_ = start;
       starvation_reports_.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistic
+      const std::string who = describe_fiber_by_id(id);
       std::fprintf(stderr,
-                   "goro: starvation: fiber %llu has been running for %lld ms on worker %u without blocking "
+                   "goro: starvation: %s has been running for %lld ms on worker %u without blocking "
                    "or yielding; every fiber queued on that worker waits (see dump_fibers for fiber %llu)\n",
-                   static_cast<unsigned long long>(id), static_cast<long long>((now - start) / 1'000'000),
-                   w->index(), static_cast<unsigned long long>(id));
+                   who.c_str(), static_cast<long long>((now - start) / 1'000'000), w->index(),
+                   static_cast<unsigned long long>(id));
     }
   }
 }

@@ -33,6 +33,30 @@ inline std::int64_t to_ns(steady_time t) noexcept {
 }
 inline constexpr std::int64_t no_deadline_ns = std::numeric_limits<std::int64_t>::max();
 
+// Durations from users may not fit steady_clock (hours::max() overflows
+// nanoseconds; now + nanoseconds::max() overflows the time_point). Like Go's
+// runtime.when(), a timeout too long to represent means never: these
+// saturate at steady_time::max() (which no timer ever reaches) instead of
+// wrapping into the past. Negative durations count as zero.
+template <class Rep, class Period>
+std::chrono::steady_clock::duration saturating_steady(std::chrono::duration<Rep, Period> d) noexcept {
+  using steady_duration = std::chrono::steady_clock::duration;
+  if (!(d > d.zero())) return steady_duration::zero();
+  // Compare in long double: converting d itself may overflow.
+  if (std::chrono::duration<long double>(d) >= std::chrono::duration<long double>(steady_duration::max()))
+    return steady_duration::max();
+  return std::chrono::ceil<steady_duration>(d);
+}
+template <class Rep, class Period>
+steady_time deadline_after(steady_time now, std::chrono::duration<Rep, Period> d) noexcept {
+  const auto v = saturating_steady(d);
+  return v >= steady_time::max() - now ? steady_time::max() : now + v;
+}
+template <class Rep, class Period>
+steady_time deadline_after(std::chrono::duration<Rep, Period> d) noexcept {
+  return deadline_after(std::chrono::steady_clock::now(), d);
+}
+
 class timer_heap;
 
 struct timer_node {

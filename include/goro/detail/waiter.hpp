@@ -30,12 +30,18 @@ struct select_state {
   thread_event event;  // a plain thread's select sleeps here
 };
 
+class wait_queue;
+
 struct waiter {
   fiber* fib = nullptr;  // null: a plain OS thread, woken through `event` (or sel->event)
   thread_event event;
   waiter* prev = nullptr;
   waiter* next = nullptr;
   bool queued = false;
+  // The queue w is linked into (null when not queued). Written under that
+  // queue's lock; atomic only so unlink_on_unwind() may test it unlocked,
+  // and nulled by ~wait_queue when the primitive dies with w still queued.
+  std::atomic<wait_queue*> owner{nullptr};
   void* data = nullptr;        // primitive-specific payload (channels: the element slot)
   std::uint32_t outcome = 0;   // primitive-specific result, written before wake()
   select_state* sel = nullptr; // set when this waiter is one case of a select
@@ -63,6 +69,16 @@ struct waiter {
 
 class wait_queue {
  public:
+  wait_queue() = default;
+  wait_queue(const wait_queue&) = delete;
+  wait_queue& operator=(const wait_queue&) = delete;
+  // A primitive destroyed with waiters still queued (only possible when run()
+  // unwound their fibers at shutdown, or by misuse): forget them, so their
+  // unwinding does not touch this queue's (dead) lock.
+  ~wait_queue() {
+    for (waiter* w = head_; w != nullptr; w = w->next) w->owner.store(nullptr, std::memory_order_release);
+  }
+
   bool empty() const noexcept { return head_ == nullptr; }
   waiter* front() const noexcept { return head_; }
 
@@ -75,6 +91,7 @@ class wait_queue {
       head_ = w;
     tail_ = w;
     w->queued = true;
+    w->owner.store(this, std::memory_order_relaxed);  // relaxed: the lock orders it
   }
   void push_front(waiter* w) noexcept {
     w->next = head_;
@@ -85,6 +102,7 @@ class wait_queue {
       tail_ = w;
     head_ = w;
     w->queued = true;
+    w->owner.store(this, std::memory_order_relaxed);  // relaxed: the lock orders it
   }
   waiter* pop_front() noexcept {
     waiter* w = head_;
@@ -109,11 +127,24 @@ class wait_queue {
       tail_ = w->prev;
     w->prev = w->next = nullptr;
     w->queued = false;
+    w->owner.store(nullptr, std::memory_order_relaxed);  // relaxed: the lock orders it
   }
 
  private:
   waiter* head_ = nullptr;
   waiter* tail_ = nullptr;
 };
+
+// A fiber blocked at shutdown is destroyed by run() with a forced unwind
+// thrown out of park(). Its waiter lives on its stack, so it must leave the
+// queue it is still on, or a primitive that outlives run() would later hand
+// a value to (and "wake") a dead fiber. `lock` guards w's queue.
+template <class Lock>
+void unlink_on_unwind(Lock& lock, waiter& w) noexcept {
+  if (w.owner.load(std::memory_order_acquire) == nullptr) return;  // popped, or its primitive is gone
+  lock.lock();
+  if (wait_queue* q = w.owner.load(std::memory_order_relaxed)) q->remove(&w);
+  lock.unlock();
+}
 
 }  // namespace goro::detail
