@@ -25,6 +25,7 @@
 #include "goro/spawn.hpp"
 #include "goro/wait_group.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -213,7 +214,11 @@ class worker_pool {
   pool_stats snapshot() GORO_REQUIRES(lock_) {
     pool_stats s = stats_;
     s.workers = options_.workers;
-    s.queued = static_cast<std::size_t>(accepted_ > started_ ? accepted_ - started_ : 0);
+    // accepted_ - started_ also counts tasks a worker has just taken off the
+    // queue but not yet started (at most one per worker): report what the
+    // queue can hold, not more.
+    s.queued = std::min(static_cast<std::size_t>(accepted_ > started_ ? accepted_ - started_ : 0),
+                        options_.queue_capacity);
     return s;
   }
 
@@ -328,6 +333,9 @@ auto run_pool(const context& ctx, std::size_t n, chan<In> in, Fn fn)
       for (;;) {
         auto item = in.recv(ctx);
         if (item.status != chan_op::ok) break;
+        // recv(ctx) picks at random when an item and the cancellation are
+        // both ready (Go's select does too): never start work for an ended ctx.
+        if (ctx.err()) break;
         auto r = capture([&] { return fn(ctx, std::move(*item.value)); });
         if (out.send(ctx, std::move(r)) != chan_op::ok) break;
       }

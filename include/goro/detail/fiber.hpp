@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: MIT
-// The fiber object: one goroutine. It lives at the top of its own stack (no
-// separate allocation), next to the spawned callable, so a parked shallow
-// fiber costs one touched page plus nothing else.
+// The fiber object: one goroutine. A small heap object (with the spawned
+// callable inline when it fits); its stack is taken only when a worker first
+// runs it and goes back to that worker's pool when it exits. So a fiber that
+// is spawned and runs to completion without blocking reuses a hot stack, and
+// a million queued fibers cost no stack pages (marl and Go's runnext get the
+// same effect differently). A parked shallow fiber costs one touched stack
+// page plus this object.
 //
 // Invariants:
 //   * Ownership: a runnable fiber is owned by the queue that holds it; a
@@ -48,12 +52,16 @@ struct fiber {
   // --- the task (destroyed when it returns or the fiber is unwound) ---
   void (*invoke)(void* callable) = nullptr;
   void (*dispose)(void* callable) noexcept = nullptr;
-  void* callable = nullptr;
+  void* callable = nullptr;  // into inline_callable when it fits, else heap
+  static constexpr std::size_t inline_callable_size = 48;
+  alignas(16) unsigned char inline_callable[inline_callable_size];
 
   // --- identity: immutable once registered ---
   std::uint64_t id = 0;
   std::string name;
   goro::source_location spawn_site;
+  std::size_t stack_size = 0;  // the stack size class it runs on
+  std::atomic<bool> stack_guarded{false};  // for diagnostics: set when the stack is taken
   bool is_main = false;
 
   // --- descriptive state for diagnostics ---

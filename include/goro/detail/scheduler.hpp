@@ -205,6 +205,7 @@ class worker {
 
   fiber* find_runnable();
   void execute(fiber* f);
+  void give_first_stack(fiber* f) noexcept;
   fiber* steal_work(std::chrono::steady_clock::time_point now);
   void start_spinning() noexcept;
   void stop_spinning(bool found_work) noexcept;
@@ -604,33 +605,29 @@ void scheduler::spawn(const std::string& name, std::size_t stack_size, goro::sou
   if (w != nullptr && &w->sched() != this) w = nullptr;
   if (stack_size == 0) stack_size = stack_size_;
 
-  stack st = (w != nullptr && stack_size == w->stacks().stack_size()) ? w->stacks().take() : take_stack(stack_size);
-  // Layout at the top of the stack: [fiber][callable][Boost record + frames...]
-  auto align_down = [](std::uintptr_t p, std::size_t a) { return p & ~(static_cast<std::uintptr_t>(a) - 1); };
-  std::uintptr_t p = align_down(reinterpret_cast<std::uintptr_t>(st.top()) - sizeof(fiber), 64);
-  fiber* f = ::new (reinterpret_cast<void*>(p)) fiber();
-  bool callable_on_stack = sizeof(callable_t) <= st.usable_size() / 8;
+  // No stack yet: the worker that first runs the fiber takes one (worker::
+  // execute), so spawning is an allocation and a queue push.
+  auto* f = new fiber();
   try {
-    if (callable_on_stack) {
-      p = align_down(p - sizeof(callable_t), std::max<std::size_t>(alignof(callable_t), 16));
-      f->callable = ::new (reinterpret_cast<void*>(p)) callable_t(std::forward<Fn>(fn));
+    if constexpr (sizeof(callable_t) <= fiber::inline_callable_size && alignof(callable_t) <= 16) {
+      f->callable = ::new (static_cast<void*>(f->inline_callable)) callable_t(std::forward<Fn>(fn));
       f->dispose = [](void* c) noexcept { static_cast<callable_t*>(c)->~callable_t(); };
     } else {
       f->callable = new callable_t(std::forward<Fn>(fn));
       f->dispose = [](void* c) noexcept { delete static_cast<callable_t*>(c); };
     }
   } catch (...) {
-    f->~fiber();
-    give_stack(st);
+    delete f;
     throw;
   }
   f->invoke = [](void* c) { (*static_cast<callable_t*>(c))(); };
   f->sched = this;
   f->name = name;
   f->spawn_site = site;
+  f->stack_size = stack_size;
   f->is_main = is_main;
   f->id = w != nullptr ? w->next_fiber_id() : process().next_id.fetch_add(1, std::memory_order_relaxed);
-  f->context.create(st, reinterpret_cast<char*>(align_down(p, 64)), context_entry{&run_fiber, &finalize_fiber, f});
+  f->context.prepare(context_entry{&run_fiber, &finalize_fiber, f});
 
   if (w != nullptr) {
     w->registry().add(f);
@@ -680,7 +677,7 @@ inline void finalize_fiber(void* arg) noexcept {
   scheduler* s = f->sched;
   bool is_main = f->is_main;
   f->reg_shard->remove(f);
-  f->~fiber();
+  delete f;  // runs on f's stack (or, never started, on the unwinder's): see execution_context
   if (is_main) s->finished_main();
 }
 
@@ -742,6 +739,21 @@ inline void worker::loop() {
   current_worker_slot() = nullptr;
 }
 
+// A fiber's first run: take a stack (this worker's cache first: the most
+// recently freed stack is still hot) and build its context on it.
+inline void worker::give_first_stack(fiber* f) noexcept {
+  try {
+    stack st = f->stack_size == stacks_.stack_size() ? stacks_.take() : take_stack(f->stack_size);
+    f->context.create(st, reinterpret_cast<char*>(reinterpret_cast<std::uintptr_t>(st.top()) & ~std::uintptr_t{63}));
+    f->stack_guarded.store(st.guarded, std::memory_order_relaxed);  // relaxed: descriptive
+  } catch (...) {
+    // Go too dies when it cannot grow a stack; spawn() no longer allocates one.
+    std::fprintf(stderr, "goro: fatal: no memory for the stack of fiber %llu \"%s\" (%zu bytes)\n",
+                 static_cast<unsigned long long>(f->id), f->name.c_str(), f->stack_size);
+    GORO_FATAL("out of memory for a fiber stack");
+  }
+}
+
 inline void worker::execute(fiber* f) {
   running_ = f;
   ++schedtick_;
@@ -756,6 +768,7 @@ inline void worker::execute(fiber* f) {
     slice_start_ns_.store(slice_start, std::memory_order_relaxed);  // relaxed: published by the id store
     slice_fiber_id_.store(slice_id, std::memory_order_release);     // release: pairs with the monitor's acquire
   }
+  if (!f->context.created()) give_first_stack(f);
   bool alive = f->context.resume(eh_globals_);
   running_ = nullptr;
   if (threshold > 0) {
@@ -1185,8 +1198,8 @@ inline fiber_info snapshot(const fiber* f) {
   if (info.state == fiber_state::waiting)
     info.waiting_for =
         std::chrono::nanoseconds(coarse_now_ns() - f->blocked_since_ns.load(std::memory_order_relaxed));
-  info.stack_size = f->context.stack().usable_size();
-  info.guarded = f->context.stack().guarded;
+  info.stack_size = f->stack_size;
+  info.guarded = f->stack_guarded.load(std::memory_order_relaxed);  // relaxed: descriptive
   info.is_main = f->is_main;
   return info;
 }

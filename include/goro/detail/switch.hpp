@@ -3,7 +3,8 @@
 // functions below, which own all Boost.Context calls and carry the sanitizer
 // annotations and the per-fiber C++ exception state:
 //
-//   create()   build a fiber context on a stack (scheduler or spawner side)
+//   prepare()  record what the fiber will run (spawner side; no stack yet)
+//   create()   build the fiber context on a stack (the worker, at first run)
 //   resume()   scheduler -> fiber; returns when the fiber suspends or exits
 //   suspend()  fiber -> the scheduler that resumed it
 //   destroy()  unwind a suspended fiber (forced unwind runs its destructors)
@@ -23,8 +24,9 @@
 //     corrupt both threads' lists, so suspend() stores the fiber's globals and
 //     clears the thread's; the arrival side restores them. The worker loop
 //     runs outside any catch block, so "cleared" is its true state.
-//   * After a fiber exits, its stack (and the fiber object on it) is gone:
-//     resume() reports the exit and the caller must not touch the fiber again.
+//   * After a fiber exits, its stack and the fiber object are gone (finalize
+//     frees the object, Boost then the stack): resume() reports the exit and
+//     the caller must not touch the fiber again.
 #pragma once
 
 #include "goro/config.hpp"
@@ -74,14 +76,20 @@ class execution_context {
   execution_context& operator=(const execution_context&) = delete;
 
   bool started() const noexcept { return started_; }
+  bool created() const noexcept { return created_; }
+  // Valid once created(); written by the worker that creates the context.
   const detail::stack& stack() const noexcept { return stack_; }
 
-  // Builds the context. sp is where the stack proper starts (below whatever
-  // the caller placed at the top of the mapping, e.g. the fiber object).
-  // Any thread.
-  void create(detail::stack s, char* sp, context_entry entry) {
+  // Records the fiber's entry. The stack comes later (create()): a fiber
+  // that has not run yet owns no stack, so a million queued fibers cost a
+  // million small objects, not a million touched stack pages.
+  void prepare(context_entry entry) noexcept { entry_ = entry; }
+
+  // Builds the context on s; sp is where the stack proper starts. The
+  // worker about to resume the fiber for the first time.
+  void create(detail::stack s, char* sp) {
     stack_ = s;
-    entry_ = entry;
+    created_ = true;
     tsan_fiber_ = sanitizer::tsan_create();
     boost::context::stack_context sctx;
     sctx.sp = sp;
@@ -146,6 +154,10 @@ class execution_context {
   // Unwinds a suspended fiber on the calling thread: destructors on its stack
   // run here, then the stack is released. *this is gone afterwards.
   void destroy() noexcept {
+    if (!created_) {  // never ran and owns no stack: only its task to release
+      entry_.finalize(entry_.arg);  // *this is gone afterwards
+      return;
+    }
     eh_globals* globals = current_eh_globals();
     eh_globals saved = *globals;
     *globals = eh_globals{};
@@ -232,6 +244,7 @@ class execution_context {
   eh_globals eh_{};
   eh_globals* thread_eh_ = nullptr;  // exception globals of the thread running (or unwinding) this fiber
   const void* last_sp_ = nullptr;
+  bool created_ = false;
   bool started_ = false;
 };
 
