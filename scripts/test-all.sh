@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 packages=(cmake ninja-build g++ clang libclang-rt-14-dev libboost-context-dev
-          libconcurrentqueue-dev catch2 libbenchmark-dev)
+          libconcurrentqueue-dev catch2 libbenchmark-dev python3)
 
 install_missing_packages() {
   command -v dpkg >/dev/null 2>&1 || return 0   # not Debian: bring your own

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "goro/async.hpp"
+#include "goro/blocking.hpp"
 #include "goro/chan.hpp"
 #include "goro/condition_variable.hpp"
 #include "goro/context.hpp"
@@ -11,6 +12,7 @@
 #include "goro/errgroup.hpp"
 #include "goro/errors.hpp"
 #include "goro/fiber_info.hpp"
+#include "goro/io.hpp"
 #include "goro/mutex.hpp"
 #include "goro/once.hpp"
 #include "goro/result.hpp"

@@ -244,6 +244,18 @@ class worker {
 };
 
 // ---------------------------------------------------------------------------
+// A runtime-owned helper started on first use (the I/O reactor, the
+// blocking() thread pool): a runtime that never uses one pays nothing.
+// wait_and_stop() shuts every service down once the workers have stopped and
+// before it unwinds leftover fibers; the object lives until ~scheduler, so a
+// pointer obtained earlier stays valid.
+struct runtime_service {
+  virtual ~runtime_service() = default;
+  virtual void shutdown() noexcept = 0;
+};
+template <class Service>
+inline constexpr char service_key = 0;  // its address identifies Service
+
 class scheduler {
  public:
   explicit scheduler(const run_options& options);
@@ -284,6 +296,17 @@ class scheduler {
   bool any_runnable() const noexcept;
   std::size_t pending_timers() const noexcept;
   std::uint64_t foreign_spawned() const noexcept { return foreign_spawned_.load(std::memory_order_relaxed); }
+
+  // The Service of this runtime, created (Service(scheduler&)) on first use
+  // unless !create; nullptr once wait_and_stop() has shut the services down.
+  template <class Service>
+  Service* service(bool create = true);
+  // A fiber parks on something outside the runtime (an fd, a blocking()
+  // call): the deadlock detector must not call it asleep forever while any
+  // such wait is open. seq_cst: read by the detector after it saw every
+  // worker idle (the increment precedes the park, hence the idleness).
+  void begin_external_wait() noexcept { external_waits_.fetch_add(1, std::memory_order_seq_cst); }
+  void end_external_wait() noexcept { external_waits_.fetch_sub(1, std::memory_order_seq_cst); }
 
  private:
   friend class worker;
@@ -328,6 +351,49 @@ class scheduler {
   std::condition_variable monitor_cv_;
   bool monitor_stop_ = false;  // guarded by monitor_mu_
   void monitor_loop();
+
+  std::atomic<std::int64_t> external_waits_{0};  // see begin_external_wait()
+  // Last members: services are destroyed first, while everything they may
+  // touch (workers, queues) still exists.
+  std::mutex services_mu_;
+  bool services_stopped_ = false;  // guarded by services_mu_
+  std::vector<std::pair<const void*, std::unique_ptr<runtime_service>>> services_;  // guarded by services_mu_
+  void stop_services() noexcept;
+};
+
+template <class Service>
+Service* scheduler::service(bool create) {
+  std::lock_guard lock(services_mu_);
+  if (services_stopped_) return nullptr;
+  for (auto& [key, s] : services_)
+    if (key == &service_key<Service>) return static_cast<Service*>(s.get());
+  if (!create) return nullptr;
+  auto owned = std::make_unique<Service>(*this);
+  Service* raw = owned.get();
+  services_.emplace_back(&service_key<Service>, std::move(owned));
+  return raw;
+}
+
+inline void scheduler::stop_services() noexcept {
+  std::vector<runtime_service*> all;
+  {
+    std::lock_guard lock(services_mu_);
+    services_stopped_ = true;
+    for (auto& entry : services_) all.push_back(entry.second.get());
+  }
+  // Reverse creation order; outside the lock: a blocking() call finishing
+  // during the shutdown may look a service up.
+  for (auto it = all.rbegin(); it != all.rend(); ++it) (*it)->shutdown();
+}
+
+// Counts a fiber's park on something outside the runtime for the deadlock
+// detector (scheduler::begin_external_wait), for the scope of the wait.
+struct external_wait_scope {
+  explicit external_wait_scope(scheduler& s) noexcept : sched(s) { sched.begin_external_wait(); }
+  ~external_wait_scope() { sched.end_external_wait(); }
+  external_wait_scope(const external_wait_scope&) = delete;
+  external_wait_scope& operator=(const external_wait_scope&) = delete;
+  scheduler& sched;
 };
 
 // ---------------------------------------------------------------------------
@@ -878,7 +944,8 @@ inline void worker::park_until(std::int64_t deadline_ns) {
   std::uint64_t epoch = 0;
   if (!sched_.any_runnable() && !sched_.stopping()) {
     if (deadline_ns == no_deadline_ns && sched_.detect_deadlock_ &&
-        sched_.idle_count_.load(std::memory_order_seq_cst) == static_cast<int>(sched_.worker_count())) {
+        sched_.idle_count_.load(std::memory_order_seq_cst) == static_cast<int>(sched_.worker_count()) &&
+        sched_.external_waits_.load(std::memory_order_seq_cst) == 0) {  // else no watch: idle stays at 0 CPU
       // Everyone is idle and no timer is pending: unless a plain thread wakes
       // a fiber within the grace period, nothing ever will.
       deadlock_watch = true;
@@ -1022,6 +1089,7 @@ inline void scheduler::wait_and_stop() {
   for (auto& w : workers_) w->unpark();
   for (auto& w : workers_)
     if (w->thread_.joinable()) w->thread_.join();
+  stop_services();  // joins the I/O poller; waits for in-flight blocking() calls
   unwind_leftovers();
   if (lock_wait_threshold_ns_ > 0) process().lock_diagnostics_runtimes.fetch_sub(1, std::memory_order_relaxed);
   if (deadlocked_.load(std::memory_order_acquire)) throw deadlock_error(deadlock_report_);
@@ -1147,6 +1215,7 @@ inline void scheduler::maybe_declare_deadlock(std::uint64_t epoch_seen) {
   if (live_fibers() == 0) return;
   if (idle_count_.load(std::memory_order_seq_cst) != static_cast<int>(worker_count())) return;
   if (foreign_activity_.load(std::memory_order_acquire) != epoch_seen) return;
+  if (external_waits_.load(std::memory_order_seq_cst) != 0) return;  // an fd or a blocking() call may wake one
   if (any_runnable() || earliest_timer_ns() != no_deadline_ns) return;
   if (deadlocked_.exchange(true, std::memory_order_acq_rel)) return;
   std::ostringstream out;

@@ -1,0 +1,229 @@
+// SPDX-License-Identifier: MIT
+// What one run of goro-tail shares between its fibers: the options, the
+// shutdown contexts, the table of followed files, the line channel and the
+// counters behind --stats.
+//
+// Pipeline:  tracker (names, globs) ──spawns──▶ follower per file ──line_batch──▶
+//            [stage: worker_pool, --workers] ──▶ output (owns stdout, commits offsets)
+//            watcher (inotify) pokes the tracker and the followers; checkpoint
+//            saves the committed offsets (--state).
+//
+// Invariants:
+//   * A file's content is read by at most one follower at a time, however many
+//     names (literal paths, glob matches, rotated names) point to it: the
+//     table is keyed by file_id, and a follower is started for a followed_file
+//     only while running == false (both under file_table::mu).
+//   * A batch's lines are contiguous in its file, batches of one file reach
+//     output in read order, and followed_file::committed is the end of the
+//     last batch written to stdout. So the state file never claims a line that
+//     was not printed, nor forgets one that was.
+//   * Every fiber ends once root is cancelled: blocking waits take root (or
+//     drain/hard, which end shortly after it).
+#pragma once
+
+#include "options.hpp"
+#include "state_file.hpp"
+
+#include <goro/goro.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace tail {
+
+using steady = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+// Counters for --stats. Relaxed atomics: they are only summed at exit, after
+// every fiber has been joined (the joins order them).
+struct counters {
+  std::atomic<std::uint64_t> lines{0};         // lines written to stdout
+  std::atomic<std::uint64_t> bytes{0};         // bytes written to stdout
+  std::atomic<std::uint64_t> files{0};         // distinct files opened
+  std::atomic<std::uint64_t> rotations{0};     // a followed name moved to another file (or away)
+  std::atomic<std::uint64_t> truncations{0};   // a file shrank or its head changed under us
+  std::atomic<std::uint64_t> split_lines{0};   // lines longer than --max-line, printed in pieces
+  std::atomic<std::uint64_t> unterminated{0};  // partial last lines flushed when their file was retired/truncated
+  std::atomic<std::uint64_t> overflows{0};     // inotify queue overflows (each followed by a full rescan)
+  std::atomic<std::uint64_t> lost_batches{0};  // batches cut by shutdown (not printed, not committed)
+};
+
+inline void add(std::atomic<std::uint64_t>& counter, std::uint64_t n = 1) {
+  counter.fetch_add(n, std::memory_order_relaxed);  // relaxed: a statistic, read after joins
+}
+
+// warn() writes one "goro-tail: ..." line to stderr. stderr is unbuffered
+// and each message is one fputs, so lines from different fibers do not mix.
+inline void warn(const std::string& message) {
+  std::string line = "goro-tail: " + message + "\n";
+  std::fputs(line.c_str(), stderr);
+}
+
+// One file being followed (or followed earlier in this run), by identity.
+struct followed_file {
+  followed_file(file_id file, std::string first_name, bool with_filename)
+      : id(file), name(std::move(first_name)), prefix(with_filename ? name + ": " : std::string()) {}
+
+  const file_id id;
+  const std::string name;    // the path it was first found under
+  const std::string prefix;  // "PATH: " with -H, else empty
+
+  // A capacity-1 "look again" signal: events coalesce, none is lost (a poke
+  // that arrives while the follower reads stays buffered for its next wait).
+  goro::chan<std::monostate> poke{1};
+  void wake() const { (void)poke.try_send(std::monostate{}); }
+
+  // End of the last batch written to stdout. Written by output only.
+  std::atomic<std::uint64_t> committed{0};
+
+  // --- guarded by file_table::mu ---
+  bool running = false;                    // a follower fiber owns the file now
+  std::optional<steady::time_point> retire_at;  // no name points here: read until then, then stop
+  std::uint64_t resume_offset = 0;         // where a new follower starts (valid while !running)
+  std::string fingerprint;                 // the file's first bytes, as last read
+  std::string last_path;                   // the name it was last seen under
+};
+
+// A run of complete lines of one file, ready for stdout.
+struct line_batch {
+  std::shared_ptr<followed_file> file;
+  std::string text;                 // whole lines, each ending in '\n', prefixed with -H
+  std::uint64_t lines = 0;
+  std::uint64_t start_offset = 0;   // file offset of the first line's first byte
+  std::uint64_t end_offset = 0;     // file offset just past the last byte these lines cover
+  std::vector<std::uint32_t> added_newlines;  // lines whose '\n' is not in the file (split, unterminated)
+  bool reset = false;               // a truncation: commit end_offset (0) only once all of it is written
+
+  // offset_after() is the file offset just past the last complete line
+  // within the first `written` bytes of text (a write cut short), or
+  // nullopt when not even one line was written (or for a reset batch).
+  std::optional<std::uint64_t> offset_after(std::size_t written) const {
+    if (reset) return std::nullopt;
+    const std::size_t prefix = file->prefix.size();
+    std::uint64_t offset = start_offset;
+    std::size_t pos = 0, line = 0, next_added = 0;
+    for (;;) {
+      std::size_t newline = text.find('\n', pos + prefix);
+      if (newline == std::string::npos || newline + 1 > written) break;
+      std::size_t bytes = newline + 1 - pos - prefix;
+      if (next_added < added_newlines.size() && added_newlines[next_added] == line) {
+        --bytes;
+        ++next_added;
+      }
+      offset += bytes;
+      pos = newline + 1;
+      ++line;
+    }
+    if (line == 0) return std::nullopt;
+    return offset;
+  }
+};
+
+// The table of followed files and the names that point to them.
+class file_table {
+ public:
+  using name_key = std::pair<std::string, std::string>;  // (directory, base name)
+
+  goro::mutex mu;
+  std::map<file_id, std::shared_ptr<followed_file>> files;  // every file seen this run
+  std::map<name_key, std::shared_ptr<followed_file>> names;  // what each followed name points to now
+  std::map<int, std::vector<std::string>> watches;           // inotify wd -> directory spellings
+  checkpoint_map loaded;  // --state entries of files not (yet) seen this run, kept for the next save
+  // Paths that a followed name was renamed to (inotify IN_MOVED_FROM/TO):
+  // a file created and rotated away before a scan opened it is still read.
+  // Each entry: (new path, the followed name it had, which -H shows).
+  std::vector<std::pair<std::string, std::string>> moved_away;
+
+  // wake_all() pokes every running follower (after an inotify overflow).
+  void wake_all() {
+    std::lock_guard lock(mu);
+    for (auto& [id, f] : files)
+      if (f->running) f->wake();
+  }
+  // wake_retired() pokes the followers of rotated-away files: their new names
+  // are not followed, so events under those names land here.
+  void wake_retired() {
+    std::lock_guard lock(mu);
+    for (auto& [id, f] : files)
+      if (f->running && f->retire_at) f->wake();
+  }
+  // wake_name() pokes the follower of dir/base; false when no followed name matches.
+  bool wake_name(const std::string& dir, const std::string& base) {
+    std::lock_guard lock(mu);
+    auto it = names.find({dir, base});
+    if (it == names.end()) return false;
+    it->second->wake();
+    return true;
+  }
+
+  // snapshot() is the checkpoint to save: committed offsets of the files of
+  // this run, plus the loaded entries of files not seen.
+  checkpoint_map snapshot() {
+    std::lock_guard lock(mu);
+    checkpoint_map out = loaded;
+    for (auto& [id, f] : files) {
+      checkpoint cp;
+      cp.offset = f->committed.load(std::memory_order_acquire);  // acquire: pairs with output's release
+      cp.fingerprint = f->fingerprint;
+      cp.path = f->last_path.empty() ? f->name : f->last_path;
+      out[id] = std::move(cp);
+    }
+    return out;
+  }
+};
+
+// split_path() splits a path into (directory, base name) the way inotify
+// reports events: the directory as watched, the name inside it.
+inline file_table::name_key split_path(const std::string& path) {
+  auto slash = path.rfind('/');
+  if (slash == std::string::npos) return {".", path};
+  std::string dir = slash == 0 ? "/" : path.substr(0, slash);
+  // "./a" and "a" must name the same thing.
+  while (dir.size() > 2 && dir.compare(dir.size() - 2, 2, "/.") == 0) dir.resize(dir.size() - 2);
+  return {dir, path.substr(slash + 1)};
+}
+
+// Everything one run shares. Built on the main fiber, outlives every fiber.
+struct session {
+  explicit session(options o) : opts(std::move(o)) {}
+
+  const options opts;
+  counters stats;
+  file_table table;
+
+  // root: cancelled by SIGINT/SIGTERM (or a fatal output error): stop reading.
+  // drain: cancelled a little later: stop handing read lines to output.
+  // hard: cancelled last: stop writing (stdout is stuck); exit regardless.
+  goro::context root, drain, hard;
+  goro::cancel_func cancel_root, cancel_drain, cancel_hard;
+
+  goro::chan<line_batch> lines;                // followers -> stage/output
+  goro::chan<std::monostate> rescan{1};        // "look at the names again" (tracker)
+  goro::wait_group followers;                  // running follower fibers
+  int inotify_fd = -1;                         // -1 in --poll mode
+
+  // How long a follower sleeps when nothing pokes it: the poll interval, or
+  // a safety net under inotify (events cover everything it normally needs).
+  steady::duration idle_interval() const {
+    return opts.poll ? steady::duration(*opts.poll) : steady::duration(1s);
+  }
+  // Rotated-away files may have moved out of the watched directories.
+  steady::duration retired_interval() const {
+    return opts.poll ? steady::duration(*opts.poll) : steady::duration(100ms);
+  }
+  // In --workers mode a batch is one stage task: keep tasks small so a slow
+  // stage is felt per few lines, as a real per-line transform would be.
+  std::size_t batch_line_limit() const { return opts.workers > 0 ? 32 : SIZE_MAX; }
+};
+
+}  // namespace tail

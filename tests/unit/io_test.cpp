@@ -1,0 +1,413 @@
+// SPDX-License-Identifier: MIT
+// goro::io: fibers wait for file descriptors without blocking their worker;
+// cancellation, close() and the deadlock detector all reach such a wait.
+#include "goro_test.hpp"
+
+#include <goro/io.hpp>
+
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+// A connected pair of non-blocking stream sockets, closed (via io::close)
+// on destruction unless already closed.
+struct socket_pair {
+  int a = -1;
+  int b = -1;
+  socket_pair() {
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) == 0);
+    a = fds[0];
+    b = fds[1];
+  }
+  socket_pair(const socket_pair&) = delete;
+  socket_pair& operator=(const socket_pair&) = delete;
+  ~socket_pair() {
+    if (a >= 0) goro::io::close(a);
+    if (b >= 0) goro::io::close(b);
+  }
+};
+
+// Reads at least one byte (up to n), waiting as needed. Returns bytes read
+// (0 at EOF) or -1 with the wait's error in err.
+long read_some(int fd, char* buf, std::size_t n, std::error_code& err, const goro::context& ctx = goro::background()) {
+  for (;;) {
+    ssize_t got = ::read(fd, buf, n);
+    if (got >= 0) return static_cast<long>(got);
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      err = {errno, std::system_category()};
+      return -1;
+    }
+    if ((err = goro::io::wait_readable(fd, ctx))) return -1;
+  }
+}
+
+bool write_all(int fd, const char* buf, std::size_t n) {
+  while (n > 0) {
+    ssize_t put = ::write(fd, buf, n);
+    if (put >= 0) {
+      buf += put;
+      n -= static_cast<std::size_t>(put);
+      continue;
+    }
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return false;
+    if (goro::io::wait_writable(fd)) return false;
+  }
+  return true;
+}
+
+bool read_exactly(int fd, char* buf, std::size_t n) {
+  while (n > 0) {
+    std::error_code err;
+    long got = read_some(fd, buf, n, err);
+    if (got <= 0) return false;
+    buf += got;
+    n -= static_cast<std::size_t>(got);
+  }
+  return true;
+}
+
+// Fills fd's send buffer until the kernel says EAGAIN.
+void fill_send_buffer(int fd) {
+  std::vector<char> chunk(64 * 1024, 'x');
+  while (::write(fd, chunk.data(), chunk.size()) > 0) {
+  }
+  REQUIRE((errno == EAGAIN || errno == EWOULDBLOCK));
+}
+
+std::size_t io_waiters() { return goro::runtime_metrics().blocked_on(goro::wait_reason::io_wait); }
+
+}  // namespace
+
+TEST_CASE("socketpair echo between fibers, many round trips", "[io]") {
+  unsigned workers = GORO_WORKERS();
+  const long rounds = goro_test::scaled(5000, 200);
+  goro_test::run_in_goro(workers, [&] {
+    socket_pair sp;
+    goro::wait_group wg;
+    wg.add(1);
+    std::atomic<bool> server_ok{true};  // Catch assertions stay on the main fiber (not thread-safe)
+    goro::spawn({.name = "echo-server"}, [&] {
+      char buf[256];
+      for (;;) {
+        std::error_code err;
+        long n = read_some(sp.b, buf, sizeof buf, err);
+        if (n <= 0) break;  // EOF: the client shut down its side
+        if (!write_all(sp.b, buf, static_cast<std::size_t>(n))) {
+          server_ok = false;
+          break;
+        }
+      }
+      wg.done();
+    });
+    for (long i = 0; i < rounds; ++i) {
+      std::string msg = "ping " + std::to_string(i);
+      REQUIRE(write_all(sp.a, msg.data(), msg.size()));
+      std::string back(msg.size(), '\0');
+      REQUIRE(read_exactly(sp.a, back.data(), back.size()));
+      REQUIRE(back == msg);
+    }
+    ::shutdown(sp.a, SHUT_WR);
+    wg.wait();
+    CHECK(server_ok);
+  });
+}
+
+TEST_CASE("a wait ends with ctx.err() when its context is cancelled", "[io]") {
+  unsigned workers = GORO_WORKERS();
+  goro_test::run_in_goro(workers, [&] {
+    socket_pair sp;  // nothing is ever written: only the cancel can end the wait
+    auto [ctx, cancel] = goro::with_cancel(goro::background());
+    goro::chan<std::error_code> result(1);
+    goro::spawn([&, ctx = ctx] { result.send(goro::io::wait_readable(sp.a, ctx)); });
+    REQUIRE(goro_test::eventually([] { return io_waiters() == 1; }));
+    cancel();
+    std::error_code err = result.recv().value();
+    CHECK(err == goro::context_errc::canceled);
+    // The cancelled waiter left nothing registered: a new wait still works.
+    REQUIRE(::write(sp.b, "x", 1) == 1);
+    CHECK_FALSE(goro::io::wait_readable(sp.a));
+  });
+}
+
+TEST_CASE("a wait ends with deadline_exceeded at its context's deadline", "[io]") {
+  unsigned workers = GORO_WORKERS();
+  goro_test::run_in_goro(workers, [&] {
+    socket_pair sp;
+    auto [ctx, cancel] = goro::with_timeout(goro::background(), 30ms);
+    auto start = std::chrono::steady_clock::now();
+    std::error_code err = goro::io::wait_writable(sp.a, ctx);  // writable at once: not a timeout
+    CHECK_FALSE(err);
+    err = goro::io::wait_readable(sp.a, ctx);
+    CHECK(err == goro::context_errc::deadline_exceeded);
+    CHECK(std::chrono::steady_clock::now() - start >= 25ms);
+    // An already-ended context returns at once.
+    CHECK(goro::io::wait_readable(sp.a, ctx) == goro::context_errc::deadline_exceeded);
+    cancel();
+  });
+}
+
+TEST_CASE("io::close wakes every fiber waiting on the fd with bad_file_descriptor", "[io]") {
+  unsigned workers = GORO_WORKERS();
+  goro_test::run_in_goro(workers, [&] {
+    socket_pair sp;
+    constexpr int waiters = 3;
+    goro::chan<std::error_code> results(waiters);
+    for (int i = 0; i < waiters; ++i) goro::spawn([&] { results.send(goro::io::wait_readable(sp.a)); });
+    // And one writer on a full buffer: close() wakes both directions.
+    fill_send_buffer(sp.a);
+    goro::spawn([&] { results.send(goro::io::wait_writable(sp.a)); });
+    REQUIRE(goro_test::eventually([] { return io_waiters() == waiters + 1; }));
+    CHECK(goro::io::close(sp.a) == 0);
+    sp.a = -1;
+    for (int i = 0; i < waiters + 1; ++i) CHECK(results.recv().value() == std::errc::bad_file_descriptor);
+    CHECK(io_waiters() == 0);
+  });
+}
+
+TEST_CASE("a reader and a writer wait on the same fd at once", "[io]") {
+  unsigned workers = GORO_WORKERS();
+  goro_test::run_in_goro(workers, [&] {
+    socket_pair sp;
+    fill_send_buffer(sp.a);  // a is not writable and (nothing sent to it) not readable
+    goro::chan<std::string> done(2);
+    goro::spawn([&] {
+      char c = 0;
+      std::error_code err;
+      long n = read_some(sp.a, &c, 1, err);
+      done.send(n == 1 && c == 'r' ? "reader" : "reader failed");
+    });
+    goro::spawn([&] { done.send(goro::io::wait_writable(sp.a) ? "writer failed" : "writer"); });
+    REQUIRE(goro_test::eventually([] { return io_waiters() == 2; }));
+    // Readable first: only the reader may wake.
+    REQUIRE(::write(sp.b, "r", 1) == 1);
+    CHECK(done.recv().value() == "reader");
+    CHECK(io_waiters() == 1);  // the writer still waits
+    // Drain b's receive buffer: a becomes writable.
+    std::vector<char> sink(64 * 1024);
+    while (::read(sp.b, sink.data(), sink.size()) > 0) {
+    }
+    CHECK(done.recv().value() == "writer");
+  });
+}
+
+TEST_CASE("many fibers wait on their own socketpair at once", "[io]") {
+  unsigned workers = GORO_WORKERS();
+  // Two fds per pair; stay well inside the descriptor limit.
+  rlimit lim{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &lim) == 0);
+  if (lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &lim);
+    ::getrlimit(RLIMIT_NOFILE, &lim);
+  }
+  const long n = std::min<long>(goro_test::scaled(1000, 100), (static_cast<long>(lim.rlim_cur) - 64) / 2);
+  goro_test::run_in_goro(workers, [&] {
+    std::vector<std::unique_ptr<socket_pair>> pairs;
+    for (long i = 0; i < n; ++i) pairs.push_back(std::make_unique<socket_pair>());
+    goro::wait_group wg;
+    std::atomic<long> sum{0};
+    wg.add(n);
+    for (long i = 0; i < n; ++i)
+      goro::spawn([&, i] {
+        char c = 0;
+        std::error_code err;
+        if (read_some(pairs[i]->a, &c, 1, err) == 1) sum += c;
+        wg.done();
+      });
+    REQUIRE(goro_test::eventually([&] { return io_waiters() == static_cast<std::size_t>(n); }));
+    for (long i = n - 1; i >= 0; --i) REQUIRE(::write(pairs[i]->b, "\x01", 1) == 1);
+    wg.wait();
+    CHECK(sum == n);
+  });
+}
+
+TEST_CASE("an invalid fd is reported as bad_file_descriptor", "[io]") {
+  goro_test::run_in_goro(1, [] {
+    CHECK(goro::io::wait_readable(-1) == std::errc::bad_file_descriptor);
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    // Start the reactor first, so that its epoll fd does not take the
+    // number we are about to free.
+    CHECK_FALSE(goro::io::wait_writable(fds[1]));
+    ::close(fds[0]);
+    ::close(fds[1]);
+    CHECK(goro::io::wait_readable(fds[0]) == std::errc::bad_file_descriptor);
+  });
+  CHECK(goro::io::wait_readable(-1) == std::errc::bad_file_descriptor);  // plain thread
+}
+
+TEST_CASE("a plain thread waits in poll, with cancellation and close", "[io]") {
+  socket_pair sp;
+  // Ready.
+  REQUIRE(::write(sp.b, "x", 1) == 1);
+  CHECK_FALSE(goro::io::wait_readable(sp.a));
+  CHECK_FALSE(goro::io::wait_writable(sp.a));
+  char c;
+  REQUIRE(::read(sp.a, &c, 1) == 1);
+
+  // Woken by data written by another thread.
+  {
+    ssize_t wrote = 0;
+    std::thread writer([&] { wrote = ::write(sp.b, "y", 1); });
+    CHECK_FALSE(goro::io::wait_readable(sp.a));
+    writer.join();
+    CHECK(wrote == 1);
+    REQUIRE(::read(sp.a, &c, 1) == 1);
+  }
+  // Cancelled by another thread (no runtime needed).
+  {
+    auto [ctx, cancel] = goro::with_cancel(goro::background());
+    std::thread canceller([cancel = cancel] { cancel(); });
+    CHECK(goro::io::wait_readable(sp.a, ctx) == goro::context_errc::canceled);
+    canceller.join();
+  }
+  // Woken by io::close from another thread.
+  {
+    std::error_code err;
+    std::thread waiter([&] { err = goro::io::wait_readable(sp.a); });
+    // Close while it polls (closing first is a use-after-close race in the
+    // test: the number could be reused by the time the thread polls it).
+    REQUIRE(goro_test::eventually([&] {
+      auto& table = goro::detail::plain_io_waiters();
+      std::lock_guard lock(table.mu);
+      return table.waiters.count(sp.a) == 1;
+    }));
+    goro::io::close(sp.a);
+    sp.a = -1;
+    waiter.join();
+    CHECK(err == std::errc::bad_file_descriptor);
+  }
+}
+
+TEST_CASE("a plain thread waits at its context's deadline", "[io]") {
+  socket_pair sp;
+  goro_test::run_in_goro(1, [&] {
+    // The deadline timer lives in the runtime; the wait is on a plain thread.
+    auto [ctx, cancel] = goro::with_timeout(goro::background(), 20ms);
+    std::error_code err;
+    std::thread waiter([&, ctx = ctx] { err = goro::io::wait_readable(sp.a, ctx); });
+    waiter.join();
+    CHECK(err == goro::context_errc::deadline_exceeded);
+    cancel();
+  });
+}
+
+TEST_CASE("a wait parks only its fiber: the worker keeps running others", "[io]") {
+  goro_test::run_in_goro(1, [] {
+    socket_pair sp;
+    goro::wait_group wg;
+    wg.add(1);
+    std::error_code err = std::make_error_code(std::errc::interrupted);
+    goro::spawn([&] {
+      err = goro::io::wait_readable(sp.a);
+      wg.done();
+    });
+    // On one worker: if the wait blocked the worker, this fiber never ran.
+    goro::spawn([&] { (void)!::write(sp.b, "z", 1); });
+    wg.wait();
+    CHECK_FALSE(err);
+  });
+}
+
+TEST_CASE("the deadlock detector does not fire while a fiber waits on an fd", "[io][deadlock]") {
+  unsigned workers = GORO_WORKERS();
+  socket_pair sp;
+  goro::run_options options;
+  options.workers = workers;
+  options.detect_deadlock = true;
+  options.deadlock_grace = 30ms;
+  // The writer is a plain thread the runtime cannot see; it writes only
+  // after several grace periods have passed with every fiber parked.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool waiting = false;
+  ssize_t wrote = 0;
+  std::thread writer([&] {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return waiting; });
+    cv.wait_for(lock, 200ms, [] { return false; });  // the idle period under test
+    wrote = ::write(sp.b, "w", 1);
+  });
+  bool ok = false;
+  CHECK_NOTHROW(goro::run(options, [&] {
+    {
+      std::lock_guard lock(mu);
+      waiting = true;
+    }
+    cv.notify_all();
+    ok = !goro::io::wait_readable(sp.a);
+  }));
+  writer.join();
+  CHECK(wrote == 1);
+  CHECK(ok);
+}
+
+TEST_CASE("a real deadlock after an fd wait is still detected", "[io][deadlock]") {
+  socket_pair sp;
+  goro::run_options options;
+  options.workers = 2;
+  options.detect_deadlock = true;
+  options.deadlock_grace = 30ms;
+  REQUIRE(::write(sp.b, "w", 1) == 1);
+  goro::chan<int> never;  // outlives run(): the main fiber is unwound blocked on it
+  CHECK_THROWS_AS(goro::run(options,
+                            [&] {
+                              CHECK_FALSE(goro::io::wait_readable(sp.a));
+                              (void)never.recv();
+                            }),
+                  goro::deadlock_error);
+}
+
+TEST_CASE("dump_fibers shows a fiber parked on an fd as IO wait", "[io]") {
+  goro_test::run_in_goro(2, [] {
+    socket_pair sp;
+    goro::chan<std::error_code> result(1);
+    goro::spawn({.name = "fd-reader"}, [&] { result.send(goro::io::wait_readable(sp.a)); });
+    REQUIRE(goro_test::eventually([] { return io_waiters() == 1; }));
+    std::ostringstream dump;
+    goro::dump_fibers(dump);
+    CHECK(dump.str().find("\"fd-reader\" [waiting: IO wait") != std::string::npos);
+    CHECK(goro::live_fibers() == 2);  // still counted as live
+    REQUIRE(::write(sp.b, "d", 1) == 1);
+    CHECK_FALSE(result.recv().value());
+  });
+}
+
+TEST_CASE("a fiber still waiting on an fd when run() returns is unwound cleanly", "[io]") {
+  unsigned workers = GORO_WORKERS();
+  socket_pair sp;  // outlives run(): the leftover fiber is unwound after main returned
+  const auto unwound_before = goro::runtime_metrics().unwound_at_shutdown;
+  goro::run_options options;
+  options.workers = workers;
+  goro::run(options, [&] {
+    goro::spawn({.name = "left-on-fd"}, [&] { (void)goro::io::wait_readable(sp.a); });
+    REQUIRE(goro_test::eventually([] { return io_waiters() == 1; }));
+  });
+  const auto unwound = goro::runtime_metrics().unwound_at_shutdown - unwound_before;
+  CHECK(unwound == 1);
+  goro::testing::acknowledge_unwound(unwound);  // the deliberate leak
+  // The fd is still usable afterwards (from a plain thread here).
+  REQUIRE(::write(sp.b, "u", 1) == 1);
+  CHECK_FALSE(goro::io::wait_readable(sp.a));
+}
