@@ -39,7 +39,7 @@ note() { echo "run.sh: $*" >&2; }
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-all_workloads="switch spawn skynet memory pingpong mpmc select pool sleepers primitives"
+all_workloads="switch spawn skynet memory pingpong mpmc select pool sleepers primitives io"
 REPS=${REPS:-5}
 user_workloads=${WORKLOADS:-}
 WORKLOADS=${WORKLOADS:-$all_workloads}
@@ -92,7 +92,7 @@ goro_build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$build_dir/CMakeCache
 
 # ---- 2. peers ---------------------------------------------------------------
 # A workload has a peer when bench/peers/<peer>/<workload>.* exists
-# (primitives is goro only).
+# (primitives and io are goro only).
 have_go=0
 GO=${GO:-$(command -v go || true)}
 [[ -n "$GO" ]] || GO=/usr/lib/go-1.19/bin/go

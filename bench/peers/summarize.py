@@ -147,6 +147,10 @@ ROWS = [
         ("primitives", "BM_context_cancel/children:1000/workers:2/", "ns_per_item"), rss=False),
     row("ctx_100k", "context cancel fan-out, 100k children, 2 workers", "ns/child",
         ("primitives", "BM_context_cancel/children:100000/workers:2/", "ns_per_item"), rss=False),
+    row("io_pingpong", "I/O wake-up: socketpair ping-pong via io::wait_readable, 2 workers", "ns/round trip",
+        ("io", "BM_io_pingpong/workers:2/", "ns_per_item"), rss=False),
+    row("blocking_call", "goro::blocking() round trip through the elastic pool, 2 workers", "ns/call",
+        ("io", "BM_blocking_call/workers:2/", "ns_per_item"), rss=False),
 ]
 ROW = {r["key"]: r for r in ROWS}
 
