@@ -14,8 +14,12 @@
 //           follower keeps reading until then (writers append to their old
 //           descriptor until they reopen) and stops at the first end of file
 //           after it;
-//   wait    park until poked (inotify event, overflow rescan), the poll or
-//           safety interval passes, or root is cancelled.
+//   wait    publish what the file looked like at end of file (followed_file::
+//           seen), then park until poked (inotify event, overflow rescan, or
+//           the tracker's check found the file changed) or root is cancelled.
+//           An idle follower has no timer: only a retiring one (its deadline,
+//           and under inotify a 100 ms look) or one whose read failed (retry)
+//           wakes up by itself. That is what keeps 50 idle files at ~0 CPU.
 //
 // Invariants:
 //   * pending_start_ is the file offset of pending_[0]; every byte before it
@@ -58,6 +62,7 @@ class follower {
     while (!cut_short && !s_.root.err()) {
       // read: everything there is now.
       bool at_eof = false;
+      file_stamp eof_stamp;  // the fstat of the read that found end of file
       while (!s_.root.err()) {
         chunk c = goro::blocking([this] { return read_chunk(); });
         if (c.error != 0) {
@@ -78,6 +83,7 @@ class follower {
         }
         if (c.bytes == 0) {
           at_eof = true;
+          eof_stamp = c.stamp;
           break;
         }
         read_offset_ += c.bytes;
@@ -93,6 +99,10 @@ class follower {
       {
         std::lock_guard lock(s_.table.mu);
         retire_at = f_->retire_at;
+        // Everything up to eof_stamp has been read: the tracker's check pokes
+        // us only once fstat says something else. After a failed read there
+        // is nothing to compare with: we retry on our own timer instead.
+        f_->seen = at_eof ? std::optional<file_stamp>(eof_stamp) : std::nullopt;
       }
       steady::time_point now = steady::now();
       if (retire_at && at_eof && now >= *retire_at) {
@@ -110,10 +120,19 @@ class follower {
         continue;  // a name points here again: keep following
       }
 
-      // wait: a poke, the interval, or shutdown.
-      steady::duration interval = retire_at ? std::min(s_.retired_interval(), std::max(*retire_at - now, steady::duration(1ms)))
-                                            : s_.idle_interval();
-      goro::select(goro::on_recv(f_->poke), goro::on_done(s_.root), goro::on_timeout(interval));
+      // wait: a poke or shutdown; a timeout only when retiring (the
+      // deadline, or a look every retired_interval) or retrying a failed read.
+      std::optional<steady::duration> timeout;
+      if (retire_at) {
+        timeout = std::max(*retire_at - now, steady::duration(1ms));
+        if (auto every = s_.retired_interval()) timeout = std::min(*timeout, *every);
+      } else if (!at_eof) {
+        timeout = s_.retry_interval();
+      }
+      if (timeout)
+        goro::select(goro::on_recv(f_->poke), goro::on_done(s_.root), goro::on_timeout(*timeout));
+      else
+        goro::select(goro::on_recv(f_->poke), goro::on_done(s_.root));
     }
     {
       // A held partial line stays unprinted; a later follower (or the next
@@ -121,6 +140,8 @@ class follower {
       std::lock_guard lock(s_.table.mu);
       f_->running = false;
       f_->resume_offset = pending_start_;
+      f_->fd = -1;  // a check that fstats fd_ after this (closed or reused) only pokes no one
+      f_->seen.reset();
     }
     ::close(fd_);
     s_.followers.done();
@@ -129,6 +150,7 @@ class follower {
  private:
   struct chunk {
     int error = 0;           // errno of a failed fstat/pread
+    file_stamp stamp;        // what the fstat before the reads said
     bool truncated = false;  // the file shrank below read_offset_ or its head changed
     bool new_fingerprint = false;
     std::size_t bytes = 0;   // bytes read into buffer_ at read_offset_
@@ -142,6 +164,7 @@ class follower {
       c.error = errno;
       return c;
     }
+    c.stamp = stamp_of(st);
     if (static_cast<std::uint64_t>(st.st_size) < read_offset_) {
       c.truncated = true;
       return c;

@@ -7,7 +7,9 @@
 // no fiber behind.
 //
 // Fibers: signal (signalfd), watcher (inotify) or none (--poll), tracker
-// (names), one follower per file, [feeder + stage pool + orderer], output,
+// (names; between scans it waits in one long blocking call whose thread also
+// polls every followed file, see tracker.hpp), one follower per file (idle:
+// parked until poked, no timer), [feeder + stage pool + orderer], output,
 // checkpoint (--state). See session.hpp for the pipeline and its invariants.
 //
 // Shutdown (SIGINT/SIGTERM): root is cancelled, so nothing new is read; lines

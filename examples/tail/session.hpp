@@ -35,6 +35,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <sys/stat.h>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -69,6 +70,21 @@ inline void warn(const std::string& message) {
   std::fputs(line.c_str(), stderr);
 }
 
+// What fstat says about a file's content, as far as following it goes: a
+// follower only has work when this changed (grown, shrunk, or rewritten in
+// place: the mtime moves even when the size comes out the same). This is
+// what GNU tail compares when it polls, too.
+struct file_stamp {
+  std::uint64_t size = 0;
+  std::int64_t mtime_ns = 0;
+  friend bool operator==(const file_stamp&, const file_stamp&) = default;
+};
+
+inline file_stamp stamp_of(const struct stat& info) {
+  return {static_cast<std::uint64_t>(info.st_size),
+          static_cast<std::int64_t>(info.st_mtim.tv_sec) * 1'000'000'000 + info.st_mtim.tv_nsec};
+}
+
 // One file being followed (or followed earlier in this run), by identity.
 struct followed_file {
   followed_file(file_id file, std::string first_name, bool with_filename)
@@ -92,6 +108,15 @@ struct followed_file {
   std::uint64_t resume_offset = 0;         // where a new follower starts (valid while !running)
   std::string fingerprint;                 // the file's first bytes, as last read
   std::string last_path;                   // the name it was last seen under
+  // The follower's descriptor while running (-1 otherwise), so that the
+  // tracker's periodic check can fstat every followed file in one blocking
+  // call instead of each follower waking up to look on its own.
+  int fd = -1;
+  // The file as the follower last saw it at end of file, i.e. while it had
+  // nothing left to read; nullopt until then (it is still reading, so needs
+  // no poke), and after a read error (it retries on its own timer). The
+  // check pokes the follower only when a fresh fstat differs from this.
+  std::optional<file_stamp> seen;
 };
 
 // A run of complete lines of one file, ready for stdout.
@@ -211,15 +236,34 @@ struct session {
   goro::chan<std::monostate> rescan{1};        // "look at the names again" (tracker)
   goro::wait_group followers;                  // running follower fibers
   int inotify_fd = -1;                         // -1 in --poll mode
+  std::atomic<bool> inotify_broken{false};     // the watcher gave up: check every second (relaxed: a hint)
 
-  // How long a follower sleeps when nothing pokes it: the poll interval, or
-  // a safety net under inotify (events cover everything it normally needs).
-  steady::duration idle_interval() const {
-    return opts.poll ? steady::duration(*opts.poll) : steady::duration(1s);
+  // The tracker's check: every check_interval() it resolves every name again
+  // and fstats every followed file, all in one blocking call, and pokes only
+  // the followers whose file changed (see tracker::run). Followers have no
+  // timer of their own while idle, so 50 idle files cost one wake-up per
+  // interval, not 50.
+  //   --poll MS: the check is the polling, every MS.
+  //   inotify: events do the work and the check is only a safety net (a
+  //   change inotify did not report, e.g. on a network filesystem), so it is
+  //   rare, unless the names have blind spots that inotify cannot watch (a
+  //   directory that does not exist yet, a glob in the directory part, a
+  //   symlinked name whose target lives elsewhere) or inotify is unavailable
+  //   or broke: then every second.
+  steady::duration check_interval(bool blind_spots) const {
+    if (opts.poll) return steady::duration(*opts.poll);
+    if (inotify_fd < 0 || blind_spots || inotify_broken.load(std::memory_order_relaxed)) return 1s;
+    return 10s;
   }
-  // Rotated-away files may have moved out of the watched directories.
-  steady::duration retired_interval() const {
-    return opts.poll ? steady::duration(*opts.poll) : steady::duration(100ms);
+  // A follower whose last read failed retries on its own at this interval.
+  steady::duration retry_interval() const { return opts.poll ? steady::duration(*opts.poll) : steady::duration(1s); }
+  // How often a rotated-away (retiring) file is looked at besides pokes:
+  // under inotify it may have moved out of the watched directories, where no
+  // event reaches us, so every 100 ms during its --rotate-wait; with --poll
+  // the tracker's check covers it like any other followed file.
+  std::optional<steady::duration> retired_interval() const {
+    if (opts.poll) return std::nullopt;
+    return steady::duration(100ms);
   }
   // In --workers mode a batch is one stage task: keep tasks small so a slow
   // stage is felt per few lines, as a real per-line transform would be.

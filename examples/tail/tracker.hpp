@@ -16,6 +16,16 @@
 //      start its follower; count rotations.
 // The identity read at open (fstat of the open descriptor) is what counts: a
 // name that changed between steps 1 and 3 is resolved again at the next scan.
+//
+// Between scans the tracker waits in one long goro::blocking call
+// (wait_for_change), whose thread does the checks: every
+// session::check_interval() it fstats the descriptor of every running
+// follower and pokes only those whose file no longer matches what they last
+// saw at end of file (followed_file::seen), and it stats the names again,
+// handing them to the fiber only when they changed. With --poll this is the
+// polling; under inotify it is a rare safety net. So an idle tick wakes one
+// thread, not every follower (nor a worker): idle costs about what GNU
+// tail's polling does, and nothing between checks under inotify.
 #pragma once
 
 #include "follower.hpp"
@@ -31,6 +41,7 @@
 #include <glob.h>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <sys/inotify.h>
@@ -61,13 +72,16 @@ class tracker {
   explicit tracker(session& s) : s_(s) {}
 
   // run() is the tracker fiber: a first scan (where --from-end applies),
-  // then a scan per poke or interval until root is cancelled.
+  // then, until root is cancelled, wait on the blocking pool for the names
+  // to change (wait_for_change) and bind them again (scan).
   void run() {
-    scan(true);
+    literal_only_ = std::none_of(s_.opts.paths.begin(), s_.opts.paths.end(), has_glob_chars);
+    scan(true, goro::blocking([&] { return list_names(take_moved()); }));
+    next_check_ = steady::now() + s_.check_interval(blind_spots_);
     while (!s_.root.err()) {
-      goro::select(goro::on_recv(s_.rescan), goro::on_done(s_.root), goro::on_timeout(s_.idle_interval()));
-      if (s_.root.err()) break;
-      scan(false);
+      std::optional<listing> changed = goro::blocking([&] { return wait_for_change(); });
+      if (!changed) break;  // root was cancelled
+      scan(false, std::move(*changed));
     }
   }
 
@@ -78,9 +92,18 @@ class tracker {
     file_id id;
     bool moved_away = false;  // not a followed name: where one was renamed to
     std::string shown_as;     // moved_away: the followed name it had (for -H)
+    bool same_as(const name_status& o) const {
+      return name == o.name && error == o.error && id == o.id && moved_away == o.moved_away;
+    }
+  };
+  // A running follower's descriptor, for the check.
+  struct probe {
+    std::shared_ptr<followed_file> file;
+    int fd = -1;
   };
   struct listing {
-    std::vector<name_status> names;
+    std::vector<name_status> names;  // moved-away names first, then each PATH's, in order, once each
+    bool blind_spots = false;  // something changes that inotify would not report (see check_interval)
     std::vector<std::pair<int, std::string>> watches;  // (wd, directory)
     std::vector<std::pair<std::string, bool>> specs_matched;  // glob spec -> matched anything
   };
@@ -96,9 +119,23 @@ class tracker {
     std::uint64_t end_of_last_line = 0;  // for --from-end: just past the last '\n'
   };
 
+  // resolve() stats st.name and sets st.error or st.id. Blocking.
+  static void resolve(name_status& st) {
+    struct stat info {};
+    if (::stat(st.name.c_str(), &info) != 0) {
+      st.error = errno;
+    } else if (!S_ISREG(info.st_mode)) {
+      st.error = S_ISDIR(info.st_mode) ? EISDIR : EINVAL;
+    } else {
+      st.error = 0;
+      st.id = {static_cast<std::uint64_t>(info.st_dev), static_cast<std::uint64_t>(info.st_ino)};
+    }
+  }
+
   // Step 1 (blocking pool).
   listing list_names(const std::vector<std::pair<std::string, std::string>>& moved) {
     listing out;
+    const bool watching = s_.inotify_fd >= 0;
     std::set<std::string> seen;
     std::set<std::string> dirs;
     for (const auto& [name, shown_as] : moved) {
@@ -113,31 +150,37 @@ class tracker {
     }
     for (const auto& spec : s_.opts.paths) {
       auto [spec_dir, spec_base] = split_path(spec);
-      if (!has_glob_chars(spec_dir)) dirs.insert(spec_dir);
+      if (!has_glob_chars(spec_dir))
+        dirs.insert(spec_dir);
+      else
+        out.blind_spots = true;  // a new directory matching the pattern is in no watched directory
       auto names = expand_spec(spec);
       if (has_glob_chars(spec)) out.specs_matched.emplace_back(spec, !names.empty());
       for (auto& name : names) {
         if (!seen.insert(name).second) continue;
         name_status st;
         st.name = name;
-        struct stat info {};
-        if (::stat(name.c_str(), &info) != 0) {
-          st.error = errno;
-        } else if (!S_ISREG(info.st_mode)) {
-          st.error = S_ISDIR(info.st_mode) ? EISDIR : EINVAL;
-        } else {
-          st.id = {static_cast<std::uint64_t>(info.st_dev), static_cast<std::uint64_t>(info.st_ino)};
+        resolve(st);
+        if (st.error == 0) {
           dirs.insert(split_path(name).first);
+          // A symlinked name: its file's writes are events of the target's
+          // directory, which is not watched.
+          struct stat link {};
+          if (watching && ::lstat(name.c_str(), &link) == 0 && S_ISLNK(link.st_mode)) out.blind_spots = true;
         }
         out.names.push_back(std::move(st));
       }
     }
-    if (s_.inotify_fd >= 0) {
+    if (watching) {
       // Re-adding a watch is harmless (same wd); a directory that does not
-      // exist yet is tried again at the next scan.
+      // exist yet is tried again at the next scan (checks come every second
+      // meanwhile: its creation is no event we would see).
       for (const auto& dir : dirs) {
         int wd = ::inotify_add_watch(s_.inotify_fd, dir.c_str(), watch_mask);
-        if (wd >= 0) out.watches.emplace_back(wd, dir);
+        if (wd >= 0)
+          out.watches.emplace_back(wd, dir);
+        else
+          out.blind_spots = true;
       }
     }
     return out;
@@ -183,24 +226,107 @@ class tracker {
     return o;
   }
 
-  void scan(bool initial) {
-    std::vector<std::pair<std::string, std::string>> moved;
+  // wait_for_change() runs on the blocking pool, for as long as the names
+  // stay put (idle: forever). It sleeps until a rescan poke (inotify), the
+  // next check, or root; then lists the names (step 1) and, at a check,
+  // fstats every running follower's file and pokes those that changed.
+  // It returns the listing when steps 2-4 have something to do, nullopt
+  // once root is cancelled.
+  //
+  // Why a long call rather than one blocking() per tick: an idle --poll
+  // tick is then one timed wake-up of this thread plus the stat calls, as
+  // in GNU tail. A fiber's timer would wake a worker, which wakes a pool
+  // thread, which wakes a worker again, each tick: several times the CPU.
+  // The cost is one pool thread held for the run. Everything here is safe
+  // off a worker: goro::select and the table's goro::mutex block a plain
+  // thread, poke() is a try_send, and the tracker fiber (sole user of the
+  // tracker's members) is parked in blocking() meanwhile.
+  std::optional<listing> wait_for_change() {
+    for (;;) {
+      steady::duration wait = next_check_ - steady::now();
+      if (wait > steady::duration::zero())
+        goro::select(goro::on_recv(s_.rescan), goro::on_done(s_.root), goro::on_timeout(wait));
+      if (s_.root.err()) return std::nullopt;
+      const bool check = steady::now() >= next_check_;
+      if (check) check_files();
+      // Every name resolving to the same file as at the last scan, which
+      // left each bound to a running follower (nothing to open, retry or
+      // retire), means steps 2-4 would rebuild the same table: stay here.
+      // This is what an idle --poll tick always is.
+      std::optional<listing> found;
+      if (!(settled_ && literal_names_unchanged())) {
+        found = list_names(take_moved());
+        // A listing may show a blind spot (a watched directory went away):
+        // the next check comes sooner then.
+        blind_spots_ = found->blind_spots;
+      }
+      steady::time_point due = steady::now() + s_.check_interval(blind_spots_);
+      next_check_ = check ? due : std::min(next_check_, due);
+      if (!found) continue;
+      if (!settled_ || !same_names(found->names)) return found;
+      std::lock_guard lock(s_.table.mu);
+      register_watches(*found);
+    }
+  }
+
+  // literal_names_unchanged(): the quick form of "list the names and
+  // compare" for the usual --poll case, without building a listing (no
+  // allocation per name per tick): only literal PATHs, no inotify (so no
+  // watches to renew, no renamed-away names), and every name stats as in
+  // last_names_ (which, then, is exactly the PATHs in order). Blocking.
+  bool literal_names_unchanged() {
+    if (!literal_only_ || s_.inotify_fd >= 0) return false;
+    name_status now;
+    for (const auto& last : last_names_) {
+      now.name.assign(last.name);  // reuses now.name's buffer after the first
+      resolve(now);
+      if (now.error != last.error || (now.error == 0 && now.id != last.id)) return false;
+    }
+    return true;
+  }
+
+  // check_files() is the check: fstat every running follower's descriptor
+  // and poke those whose file changed since they last reached end of file.
+  // The buffers are members, reused: no allocation per tick. Blocking.
+  void check_files() {
+    probes_.clear();
     {
       std::lock_guard lock(s_.table.mu);
-      moved.swap(s_.table.moved_away);
+      for (auto& [id, f] : s_.table.files)
+        if (f->running && f->fd >= 0) probes_.push_back({f, f->fd});
     }
-    listing found = goro::blocking([&] { return list_names(moved); });
+    stamps_.clear();
+    for (const auto& p : probes_) {
+      // p.fd may have been closed (and even reused) since it was listed, if
+      // its follower just ended: then this only pokes no one (see below).
+      struct stat info {};
+      stamps_.push_back(::fstat(p.fd, &info) == 0 ? std::optional<file_stamp>(stamp_of(info)) : std::nullopt);
+    }
+    std::lock_guard lock(s_.table.mu);
+    poke_changed();
+    probes_.clear();  // drop the references now, not a tick later
+  }
+
+  // take_moved() hands over the watcher's list of renamed-away names.
+  std::vector<std::pair<std::string, std::string>> take_moved() {
+    std::vector<std::pair<std::string, std::string>> moved;
+    std::lock_guard lock(s_.table.mu);
+    moved.swap(s_.table.moved_away);
+    return moved;
+  }
+
+  // scan(): steps 2-4 for the names found in step 1 (tracker fiber).
+  void scan(bool initial, listing found) {
+    blind_spots_ = found.blind_spots;
     report_missing(found, initial);
+    last_names_ = found.names;
 
     // Step 2.
     std::vector<name_status> to_open;
     std::map<file_table::name_key, std::shared_ptr<followed_file>> previous;
     {
       std::lock_guard lock(s_.table.mu);
-      for (auto& [wd, dir] : found.watches) {
-        auto& spellings = s_.table.watches[wd];
-        if (std::find(spellings.begin(), spellings.end(), dir) == spellings.end()) spellings.push_back(dir);
-      }
+      register_watches(found);
       previous = s_.table.names;
       std::map<file_table::name_key, std::shared_ptr<followed_file>> bound;
       for (auto& st : found.names) {
@@ -250,6 +376,41 @@ class tracker {
       if (now == s_.table.names.end() || now->second != file) add(s_.stats.rotations);
     }
     retire_unnamed();
+    // Whether the next listing, if the same, needs steps 2-4 again.
+    settled_ = std::all_of(found.names.begin(), found.names.end(), [&](const name_status& st) {
+      if (st.error != 0) return true;  // missing: a change of its listing brings it back here
+      if (st.moved_away) return false;  // (moved names are always read by a full scan)
+      auto it = s_.table.names.find(split_path(st.name));
+      return it != s_.table.names.end() && it->second->id == st.id && it->second->running;
+    });
+  }
+
+  bool same_names(const std::vector<name_status>& names) const {
+    return std::equal(names.begin(), names.end(), last_names_.begin(), last_names_.end(),
+                      [](const name_status& a, const name_status& b) { return a.same_as(b); });
+  }
+
+  // register_watches() records the inotify watches of found (under the table lock).
+  void register_watches(const listing& found) {
+    for (auto& [wd, dir] : found.watches) {
+      auto& spellings = s_.table.watches[wd];
+      if (std::find(spellings.begin(), spellings.end(), dir) == spellings.end()) spellings.push_back(dir);
+    }
+  }
+
+  // poke_changed() is the end of a check (under the table lock): poke a
+  // follower only if its file changed since it last reached end of file.
+  // Compared with seen as it is now, not when the probes were listed: a
+  // follower that read on meanwhile is not poked for what it already has.
+  // A follower without seen is still reading (or retrying after an error on
+  // its own timer) and needs no poke; one whose descriptor changed ended
+  // meanwhile (a new follower starts by reading).
+  void poke_changed() {
+    for (std::size_t i = 0; i < probes_.size(); ++i) {
+      followed_file& f = *probes_[i].file;
+      if (!f.running || f.fd != probes_[i].fd || !f.seen) continue;
+      if (!stamps_[i] || *stamps_[i] != *f.seen) f.wake();
+    }
   }
 
   // bind() records that name points to f (and so f is not retiring).
@@ -311,6 +472,8 @@ class tracker {
     }
     f->fingerprint = o.head;
     f->running = true;
+    f->fd = o.fd;
+    f->seen.reset();
     if (o.moved_away) {
       // Rotated away before we opened it: read it like any rotated file.
       f->last_path = o.name;
@@ -358,6 +521,14 @@ class tracker {
   }
 
   session& s_;
+  // --- tracker fiber only (or wait_for_change while that fiber waits for it) ---
+  bool blind_spots_ = false;                // the last scan found some
+  bool settled_ = false;                    // the last scan bound every name it found
+  steady::time_point next_check_;           // when wait_for_change checks the followed files next
+  std::vector<name_status> last_names_;     // what the last full scan found
+  bool literal_only_ = false;               // no PATH is a glob
+  std::vector<probe> probes_;               // check_files' buffers
+  std::vector<std::optional<file_stamp>> stamps_;
   std::set<std::string> missing_;           // names reported missing (tracker fiber only)
   std::map<std::string, int> open_errors_;  // names that failed to open, and why
 };
@@ -390,6 +561,8 @@ inline void watch_inotify(session& s) {
         continue;
       }
       warn(std::string("inotify read failed: ") + std::strerror(errno) + "; falling back to 1 s polling");
+      s.inotify_broken.store(true, std::memory_order_relaxed);
+      (void)s.rescan.try_send(std::monostate{});  // the tracker shortens its check interval now
       break;
     }
     bool rescan = false, wake_retired = false;
