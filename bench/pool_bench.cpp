@@ -8,8 +8,10 @@
 //
 // BM_pool         goro::worker_pool<int64, void>, policy block (submit waits
 //                 for room), results to a callback: the row compared with the
-//                 peers. Each task also gets its own cancellable context,
-//                 and the pool keeps stats: work the peers do not do.
+//                 peers. The pool also hands each task a context (its
+//                 worker's: no task_timeout here), keeps per-worker stats
+//                 and counts outstanding tasks for wait(): work the peers
+//                 do not do.
 // BM_pool_chan    the Go peer's exact form: a chan of capacity 2,000 and
 //                 1,000 fibers receiving from it until it is closed.
 // BM_run_pool     goro::run_pool (Go's streaming-pool idiom): results come

@@ -18,6 +18,7 @@
 #include "goro/detail/waiter.hpp"
 #include "goro/result.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -29,6 +30,7 @@
 #include <thread>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #ifndef GORO_BLOCKING_MAX_THREADS
 #define GORO_BLOCKING_MAX_THREADS 256  // calls beyond this many at once queue
@@ -53,9 +55,13 @@ namespace detail {
 // The pool. Invariants (all guarded by mu_):
 //   * in_flight_ counts submitted calls whose task has not returned; queue_
 //     holds the ones no thread has taken yet.
-//   * idle_ threads wait on work_cv_; a submit that finds fewer idle threads
-//     than queued calls starts a thread (below the cap), so a call never
-//     waits behind a running one while the cap allows another thread.
+//   * Idle threads wait each on their own slot in idle_stack_, the most
+//     recently idle on top. A submit hands its call to the top one (LIFO:
+//     the warmest thread runs it, and threads at the bottom stay idle long
+//     enough to retire after a burst; a shared condition variable would wake
+//     them round-robin and keep every one of them alive), or starts a thread
+//     (below the cap) when none is idle, so a call never waits behind a
+//     running one while the cap allows another thread.
 //   * Threads are detached; shutdown() waits until threads_ is 0, and a
 //     thread touches nothing of the pool after it has decremented threads_
 //     and released mu_.
@@ -77,10 +83,14 @@ class blocking_pool final : public runtime_service {
     std::unique_lock lock(mu_);
     queue_.push_back(std::move(t));
     ++in_flight_;
-    if (idle_ >= queue_.size() || threads_ >= max_threads) {
-      work_cv_.notify_one();
+    if (!idle_stack_.empty()) {
+      idle_slot* top = idle_stack_.back();
+      idle_stack_.pop_back();
+      top->signalled = true;
+      top->cv.notify_one();
       return;
     }
+    if (threads_ >= max_threads) return;  // a running thread takes it when done
     ++threads_;
     ++started_;
     try {
@@ -93,7 +103,7 @@ class blocking_pool final : public runtime_service {
         --in_flight_;
         throw;
       }
-      work_cv_.notify_one();  // the running threads will get to it
+      // The running threads will get to it.
     }
   }
 
@@ -102,7 +112,7 @@ class blocking_pool final : public runtime_service {
   void shutdown() noexcept override {
     std::unique_lock lock(mu_);
     stopping_ = true;
-    work_cv_.notify_all();
+    for (idle_slot* slot : idle_stack_) slot->cv.notify_one();
     exit_cv_.wait(lock, [this] { return threads_ == 0; });
   }
 
@@ -125,11 +135,15 @@ class blocking_pool final : public runtime_service {
     for (;;) {
       if (queue_.empty()) {
         if (stopping_) break;
+        idle_slot slot;
+        idle_stack_.push_back(&slot);
         ++idle_;
         const auto keep_alive =
             std::chrono::milliseconds(keep_alive_ms().load(std::memory_order_relaxed));  // relaxed: a setting
-        const bool woken = work_cv_.wait_for(lock, keep_alive, [this] { return !queue_.empty() || stopping_; });
+        const bool woken = slot.cv.wait_for(lock, keep_alive, [&] { return slot.signalled || stopping_; });
         --idle_;
+        if (!slot.signalled)  // still on the stack (timed out, or stopping): take it off
+          idle_stack_.erase(std::find(idle_stack_.begin(), idle_stack_.end(), &slot));
         if (!woken) break;  // idle for the keep-alive: retire
         continue;
       }
@@ -146,8 +160,14 @@ class blocking_pool final : public runtime_service {
     exit_cv_.notify_all();  // under mu_: shutdown() cannot return (and free us) before we unlock
   }
 
+  // An idle thread's wake-up slot; lives on that thread's stack.
+  struct idle_slot {
+    std::condition_variable cv;
+    bool signalled = false;  // guarded by mu_: a submit popped this slot for a call
+  };
+
   std::mutex mu_;
-  std::condition_variable work_cv_;
+  std::vector<idle_slot*> idle_stack_;  // guarded by mu_; most recently idle at the back
   std::condition_variable exit_cv_;
   std::deque<std::unique_ptr<task>> queue_;
   std::size_t threads_ = 0;

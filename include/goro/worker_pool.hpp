@@ -17,7 +17,6 @@
 #include "goro/chan.hpp"
 #include "goro/condition_variable.hpp"
 #include "goro/context.hpp"
-#include "goro/detail/spinlock.hpp"
 #include "goro/errors.hpp"
 #include "goro/mutex.hpp"
 #include "goro/result.hpp"
@@ -25,7 +24,7 @@
 #include "goro/spawn.hpp"
 #include "goro/wait_group.hpp"
 
-#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -65,11 +64,15 @@ struct pool_options {
   std::size_t results_capacity = 0;           // buffer of results(); 0 = queue capacity
 };
 
-// A consistent snapshot of a pool's counters (taken under one lock).
+// A snapshot of a pool's counters. Each counter is exact and never goes down
+// from one snapshot to the next; the counters are read one after another
+// while the workers run on (no lock stops them), so a task that changes state
+// during the read may show in two places or in none (active and completed,
+// say). Once the pool is idle (wait() returned) or shut down, they add up.
 struct pool_stats {
   std::size_t workers = 0;
   std::size_t active = 0;       // tasks running now
-  std::size_t queued = 0;       // accepted, not started
+  std::size_t queued = 0;       // accepted, not yet taken by a worker
   std::uint64_t completed = 0;  // returned normally
   std::uint64_t failed = 0;     // threw
   std::uint64_t timed_out = 0;  // ended after their task_timeout
@@ -89,6 +92,12 @@ struct pool_stats {
 //   result, and its worker goes on. A task past task_timeout sees its
 //   context cancelled and counts as timed out; a task that ignores its
 //   context cannot be killed (it runs on, holding its worker).
+// Contexts: with a task_timeout, each task gets a context of its own, which
+//   ends at its deadline or when it returns. Without one, a task gets its
+//   worker's context, shared by the tasks that worker runs (no per-task
+//   cost): it ends at shutdown (when the drain deadline passes, or when the
+//   worker exits), not when the task returns. Either way, shutdown's
+//   cancellation reaches every running task through it.
 // Shutdown: shutdown(d) stops accepting, lets queued and running tasks
 //   finish until d, then cancels the rest through their contexts (queued
 //   tasks are not started; all are reported as cancelled). It returns once
@@ -96,6 +105,10 @@ struct pool_stats {
 //   shutdown(0) if needed.
 // Thread-safety: submit, stats, wait and shutdown may be called from any
 //   fiber or plain thread.
+// Cost: no lock of the pool's own on the task path. A submit is the queue's
+//   send and one atomic add; a task (without task_timeout) is the queue's
+//   receive, the fn and result calls (fn's context copy touches only its
+//   worker's refcount) and one atomic subtract; counters are per worker.
 template <class In, class Out>
 class worker_pool {
  public:
@@ -112,9 +125,10 @@ class worker_pool {
     cancel_ = cancel;
     queue_ = chan<In>(options_.queue_capacity);
     if (!on_result_) results_ = chan<result<Out>>(options_.results_capacity);
+    counters_ = std::make_unique<worker_counters[]>(options_.workers);
     exited_.add(static_cast<std::int64_t>(options_.workers));
     for (std::size_t i = 0; i < options_.workers; ++i)
-      spawn({.name = options_.name + "-worker-" + std::to_string(i)}, [this] { work(); });
+      spawn({.name = options_.name + "-worker-" + std::to_string(i)}, [this, i] { work(counters_[i]); });
   }
   worker_pool(const worker_pool&) = delete;
   worker_pool& operator=(const worker_pool&) = delete;
@@ -123,41 +137,8 @@ class worker_pool {
   // submit() queues item by the pool's overflow policy. With policy block,
   // submit(ctx, item) gives up (canceled) when ctx ends first; a submit
   // blocked when shutdown() starts returns closed.
-  submit_status submit(In item) { return submit(background(), std::move(item)); }
-  submit_status submit(const context& ctx, In item) {
-    {
-      detail::spin_guard lock(lock_);
-      if (closing_) return submit_status::closed;
-      ++outstanding_;  // optimistic: wait() must not return while this may still be accepted
-    }
-    submit_status status;
-    try {
-      if (options_.overflow == overflow_policy::block) {
-        status = queue_.send(ctx, std::move(item)) == chan_op::ok ? submit_status::accepted : submit_status::canceled;
-      } else {
-        chan_op r = queue_.try_send(std::move(item));
-        status = r == chan_op::ok            ? submit_status::accepted
-                 : r == chan_op::closed      ? submit_status::closed
-                 : options_.overflow == overflow_policy::drop ? submit_status::dropped
-                                                              : submit_status::rejected;
-      }
-    } catch (const channel_closed&) {
-      status = submit_status::closed;  // shutdown closed the queue meanwhile
-    }
-    bool idle = false;
-    {
-      detail::spin_guard lock(lock_);
-      switch (status) {
-        case submit_status::accepted: ++accepted_; break;
-        case submit_status::dropped: ++stats_.dropped; break;
-        case submit_status::rejected: ++stats_.rejected; break;
-        default: break;
-      }
-      if (status != submit_status::accepted) idle = --outstanding_ == 0;
-    }
-    if (idle) notify_idle();
-    return status;
-  }
+  submit_status submit(In item) { return submit_to(nullptr, std::move(item)); }
+  submit_status submit(const context& ctx, In item) { return submit_to(&ctx, std::move(item)); }
 
   // results() delivers a result per finished task (when no callback was
   // given). It is closed by shutdown().
@@ -166,18 +147,36 @@ class worker_pool {
   // wait() returns when every task accepted so far has finished. With
   // results() and nobody draining it, workers block on it and wait() waits.
   void wait() {
-    std::unique_lock lock(idle_mu_);
-    idle_.wait(lock, [&] {
-      detail::spin_guard guard(lock_);
-      return outstanding_ == 0;
-    });
+    // seq_cst, with the seq_cst subtract and load in finished(): either the
+    // predicate below sees outstanding_ at 0, or the worker that brings it
+    // to 0 sees waiters_ and notifies (under idle_mu_, so not in between).
+    waiters_.fetch_add(1, std::memory_order_seq_cst);
+    {
+      std::unique_lock lock(idle_mu_);
+      idle_.wait(lock, [&] { return outstanding_.load(std::memory_order_seq_cst) == 0; });
+    }
+    waiters_.fetch_sub(1, std::memory_order_relaxed);  // relaxed: a stale count costs one spare notify
   }
 
-  // stats() is a consistent snapshot (one lock). `queued` counts accepted
-  // tasks no worker has taken yet.
-  pool_stats stats() {
-    detail::spin_guard lock(lock_);
-    return snapshot();
+  // stats() is a snapshot of the counters (see pool_stats). `queued` counts
+  // accepted tasks no worker has taken yet.
+  pool_stats stats() const {
+    pool_stats s;
+    s.workers = options_.workers;
+    // Relaxed throughout: each counter is read once, and only its own
+    // order matters (see the invariants below).
+    for (std::size_t i = 0; i < options_.workers; ++i) {
+      const worker_counters& c = counters_[i];
+      s.active += c.active.load(std::memory_order_relaxed);
+      s.completed += c.completed.load(std::memory_order_relaxed);
+      s.failed += c.failed.load(std::memory_order_relaxed);
+      s.timed_out += c.timed_out.load(std::memory_order_relaxed);
+      s.cancelled += c.cancelled.load(std::memory_order_relaxed);
+    }
+    s.dropped = dropped_.load(std::memory_order_relaxed);
+    s.rejected = rejected_.load(std::memory_order_relaxed);
+    s.queued = queue_.size();
+    return s;
   }
 
   // shutdown() stops accepting, lets queued and running tasks finish until
@@ -188,102 +187,185 @@ class worker_pool {
   template <class Rep, class Period>
   pool_stats shutdown(std::chrono::duration<Rep, Period> drain_deadline) {
     std::lock_guard once(shutdown_mu_);
-    {
-      detail::spin_guard lock(lock_);
-      if (shut_down_) return snapshot();
-      closing_ = true;
-    }
+    if (shut_down_) return stats();
+    closing_.store(true, std::memory_order_relaxed);  // relaxed: see submit_to()
     queue_.close();  // workers drain what is queued, then exit; blocked submitters get closed
     auto [drain, stop_draining] = with_timeout(background(), drain_deadline);
     if (exited_.wait(drain)) {
-      {
-        detail::spin_guard lock(lock_);
-        cancelling_ = true;  // what is still queued is reported cancelled, not started
-      }
+      // What is still queued is reported cancelled, not started. relaxed:
+      // see work().
+      cancelling_.store(true, std::memory_order_relaxed);
       cancel_();  // running tasks (and blocked deliveries) see their contexts end
       exited_.wait();
     }
     stop_draining();
+    // Every worker has exited (and ended its own context): this only ends
+    // ctx_ itself, so nothing derived from the pool's contexts outlives it.
+    cancel_();
     if (!on_result_) results_.close();
-    detail::spin_guard lock(lock_);
     shut_down_ = true;
-    return snapshot();
+    return stats();  // exact: exited_ ordered every worker's counts before this
   }
 
  private:
-  pool_stats snapshot() GORO_REQUIRES(lock_) {
-    pool_stats s = stats_;
-    s.workers = options_.workers;
-    // accepted_ - started_ also counts tasks a worker has just taken off the
-    // queue but not yet started (at most one per worker): report what the
-    // queue can hold, not more.
-    s.queued = std::min(static_cast<std::size_t>(accepted_ > started_ ? accepted_ - started_ : 0),
-                        options_.queue_capacity);
-    return s;
+  // Implementation invariants:
+  //   * outstanding_ = tasks submitted and not yet refused + accepted tasks
+  //     not yet finished (run or skipped, and the result delivered). submit()
+  //     adds 1 before the item can reach a worker; the worker, or the submit
+  //     that was refused, takes it off. It is 0 exactly when every task
+  //     accepted so far has finished: wait()'s condition.
+  //   * counters_[i] belongs to worker fiber i, its only writer: plain
+  //     load + store (bump), no read-modify-write and no line shared with
+  //     another worker. Each counter only grows and active is 0 or 1, so
+  //     sums that one observer reads never go down, and active <= workers.
+  //   * A worker counts a task in its slot before it takes the task off
+  //     outstanding_ (release): wait() (acquire) sees the counts of every
+  //     task it waited for; shutdown() sees all of them through exited_.
+  //   * closing_ is set once, before the queue is closed, and cancelling_
+  //     once, before ctx_ is cancelled; both by the shutdown() that holds
+  //     shutdown_mu_. shut_down_ is read and written only under shutdown_mu_.
+  //     No lock orders a task against them: the queue's close and ctx_'s
+  //     cancellation do (see submit_to() and work()).
+  //   * Each worker's context is a child of ctx_ that only that worker
+  //     copies: the per-task copy handed to fn touches a refcount no other
+  //     worker writes, and per-task contexts (task_timeout only) attach to
+  //     the worker's children list, not to a list all workers share.
+
+  // One worker's counters, on a cache line of its own (64: x86-64 and most
+  // arm64 cores).
+  struct alignas(64) worker_counters {
+    std::atomic<std::uint64_t> completed{0};
+    std::atomic<std::uint64_t> failed{0};
+    std::atomic<std::uint64_t> timed_out{0};
+    std::atomic<std::uint64_t> cancelled{0};
+    std::atomic<std::uint32_t> active{0};  // 1 while the worker runs a task
+  };
+
+  // Single-writer increment (see the invariants). Relaxed: readers need each
+  // counter's own order only; wait() and shutdown() get the rest through
+  // outstanding_ and exited_.
+  template <class T>
+  static void bump(std::atomic<T>& c) noexcept {
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
 
-  void notify_idle() {
+  // submit() for both forms; ctx null: nothing to watch while blocked (a
+  // plain send, no select).
+  submit_status submit_to(const context* ctx, In&& item) {
+    // relaxed: the flag publishes nothing; a submit that misses it meets the
+    // closed queue instead (or gets in before the close, and is drained).
+    if (closing_.load(std::memory_order_relaxed)) return submit_status::closed;
+    // Optimistic, before the item can reach a worker: wait() must not return
+    // while this task may still be accepted, and the worker's subtract must
+    // never come first. Relaxed: the queue's send -> receive orders it
+    // before that subtract.
+    outstanding_.fetch_add(1, std::memory_order_relaxed);
+    submit_status status;
+    try {
+      if (options_.overflow == overflow_policy::block) {
+        if (ctx == nullptr) {
+          queue_.send(std::move(item));
+          status = submit_status::accepted;
+        } else {
+          status = queue_.send(*ctx, std::move(item)) == chan_op::ok ? submit_status::accepted : submit_status::canceled;
+        }
+      } else {
+        chan_op r = queue_.try_send(std::move(item));
+        status = r == chan_op::ok            ? submit_status::accepted
+                 : r == chan_op::closed      ? submit_status::closed
+                 : options_.overflow == overflow_policy::drop ? submit_status::dropped
+                                                              : submit_status::rejected;
+      }
+    } catch (const channel_closed&) {
+      status = submit_status::closed;  // shutdown closed the queue meanwhile
+    }
+    if (status != submit_status::accepted) refused(status);
+    return status;
+  }
+
+  // A submit that was not accepted: count it and take it off outstanding_.
+  [[gnu::noinline]] void refused(submit_status status) {
+    // Relaxed: plain event counters, read by stats() one by one.
+    if (status == submit_status::dropped) dropped_.fetch_add(1, std::memory_order_relaxed);
+    if (status == submit_status::rejected) rejected_.fetch_add(1, std::memory_order_relaxed);
+    finished();
+  }
+
+  // Takes one task off outstanding_, waking wait() when that was the last.
+  void finished() {
+    // seq_cst subtract, then seq_cst load of waiters_: see wait(). The
+    // subtract also releases this worker's counts to wait()'s load.
+    if (outstanding_.fetch_sub(1, std::memory_order_seq_cst) == 1 && waiters_.load(std::memory_order_seq_cst) != 0)
+      notify_idle();
+  }
+
+  [[gnu::noinline]] void notify_idle() {
     { std::lock_guard sync(idle_mu_); }  // a waiter is either before its check or asleep
     idle_.notify_all();
   }
 
-  enum class outcome { completed, failed, timed_out, cancelled };
-
-  void work() {
+  void work(worker_counters& counters) {
+    // The worker's own context (see the invariants).
+    const auto [worker_ctx, end_worker_ctx] = with_cancel(ctx_);
     while (auto item = queue_.recv()) {
-      bool skip;
-      {
-        detail::spin_guard lock(lock_);
-        ++started_;
-        skip = cancelling_;
-        if (!skip) ++stats_.active;
-      }
-      result<Out> r;
-      outcome kind = outcome::completed;
-      if (skip) {
-        r = result<Out>::failure(make_error(context_errc::canceled));
-        kind = outcome::cancelled;
+      // relaxed: the flag publishes nothing. A worker that misses it runs
+      // the task under a context that shutdown cancels next (or already
+      // has), so the task is still reported cancelled if it is cut short.
+      if (cancelling_.load(std::memory_order_relaxed)) [[unlikely]] {
+        bump(counters.cancelled);  // never started
+        deliver(worker_ctx, result<Out>::failure(make_error(context_errc::canceled)));
+      } else if (options_.task_timeout.count() > 0) {
+        run_with_timeout(counters, worker_ctx, std::move(*item));
       } else {
-        // (No structured binding: clang 14 cannot capture one in a lambda.)
-        std::pair<context, cancel_func> task = options_.task_timeout.count() > 0
-                                                   ? with_timeout(ctx_, options_.task_timeout)
-                                                   : with_cancel(ctx_);
-        const context& task_ctx = task.first;
-        const cancel_func& task_cancel = task.second;
-        r = capture([&] { return fn_(task_ctx, std::move(*item)); });
-        std::error_code e = task_ctx.err();
-        task_cancel();
-        if (e) {
-          // The context ended while the task ran: however it returned, it
-          // was cut short (its value may be partial).
-          kind = e == context_errc::deadline_exceeded ? outcome::timed_out : outcome::cancelled;
-          if (r.ok()) r = result<Out>::failure(make_error(e));
-        } else if (!r.ok()) {
-          kind = outcome::failed;
-        }
+        run(counters, worker_ctx, std::move(*item));
       }
-      {
-        detail::spin_guard lock(lock_);
-        if (!skip) --stats_.active;
-        switch (kind) {
-          case outcome::completed: ++stats_.completed; break;
-          case outcome::failed: ++stats_.failed; break;
-          case outcome::timed_out: ++stats_.timed_out; break;
-          case outcome::cancelled: ++stats_.cancelled; break;
-        }
-      }
-      deliver(std::move(r));
-      bool idle;
-      {
-        detail::spin_guard lock(lock_);
-        idle = --outstanding_ == 0;
-      }
-      if (idle) notify_idle();
+      finished();
     }
+    end_worker_ctx();  // detach from ctx_, and end what tasks derived from it
     exited_.done();
   }
 
-  void deliver(result<Out> r) {
+  // Runs a task under the worker's context: nothing to create per task.
+  void run(worker_counters& counters, const context& worker_ctx, In&& item) {
+    counters.active.store(1, std::memory_order_relaxed);  // relaxed: see bump()
+    result<Out> r = capture([&] { return fn_(worker_ctx, std::move(item)); });
+    count(counters, worker_ctx.err(), r);
+    deliver(worker_ctx, std::move(r));
+  }
+
+  // Runs a task under a context of its own that ends at its deadline (or
+  // with the worker's), and is ended when the task returns.
+  [[gnu::noinline]] void run_with_timeout(worker_counters& counters, const context& worker_ctx, In&& item) {
+    // (No structured binding: clang 14 cannot capture one in a lambda.)
+    const std::pair<context, cancel_func> task = with_timeout(worker_ctx, options_.task_timeout);
+    const context& task_ctx = task.first;
+    counters.active.store(1, std::memory_order_relaxed);  // relaxed: see bump()
+    result<Out> r = capture([&] { return fn_(task_ctx, std::move(item)); });
+    std::error_code e = task_ctx.err();
+    task.second();
+    count(counters, e, r);
+    deliver(worker_ctx, std::move(r));
+  }
+
+  // Counts a task that ran (e: its context's error as it returned) and
+  // marks the worker idle. Inlined: it is a few instructions on the per-task
+  // path, the rare case aside.
+  [[gnu::always_inline]] static void count(worker_counters& counters, std::error_code e, result<Out>& r) {
+    if (e) [[unlikely]]
+      cut_short(counters, e, r);
+    else
+      bump(r.ok() ? counters.completed : counters.failed);
+    counters.active.store(0, std::memory_order_relaxed);  // relaxed: see bump()
+  }
+
+  // The task's context ended while it ran: however it returned, it was cut
+  // short (its value may be partial).
+  [[gnu::noinline]] static void cut_short(worker_counters& counters, std::error_code e, result<Out>& r) {
+    if (r.ok()) r = result<Out>::failure(make_error(e));
+    bump(e == context_errc::deadline_exceeded ? counters.timed_out : counters.cancelled);
+  }
+
+  [[gnu::always_inline]] void deliver(const context& worker_ctx, result<Out>&& r) {
     if (on_result_) {
       try {
         on_result_(std::move(r));
@@ -292,28 +374,33 @@ class worker_pool {
       }
       return;
     }
-    (void)results_.send(ctx_, std::move(r));  // blocks while undrained: backpressure until shutdown cancels
+    // Room in the buffer: no select needed (try_send moves r only on ok).
+    // Else block while undrained: backpressure until shutdown cancels.
+    if (results_.try_send(std::move(r)) == chan_op::ok) return;
+    (void)results_.send(worker_ctx, std::move(r));
   }
 
   pool_options options_;
   task_fn fn_;
   result_fn on_result_;
-  context ctx_;  // parent of every task's context; cancelled when the drain deadline passes
+  context ctx_;  // parent of every worker's context; cancelled when the drain deadline passes
   cancel_func cancel_;
   chan<In> queue_;
   chan<result<Out>> results_;
+  std::unique_ptr<worker_counters[]> counters_;  // one per worker, indexed like the worker fibers
   wait_group exited_;  // worker fibers still running
   mutex shutdown_mu_;
+  bool shut_down_ = false;  // guarded by shutdown_mu_
   mutex idle_mu_;
   condition_variable idle_;  // outstanding_ reached zero
-  detail::spinlock lock_;
-  pool_stats stats_ GORO_GUARDED_BY(lock_);
-  std::uint64_t accepted_ GORO_GUARDED_BY(lock_) = 0;
-  std::uint64_t started_ GORO_GUARDED_BY(lock_) = 0;
-  std::uint64_t outstanding_ GORO_GUARDED_BY(lock_) = 0;  // submitted or accepted, not finished
-  bool closing_ GORO_GUARDED_BY(lock_) = false;
-  bool cancelling_ GORO_GUARDED_BY(lock_) = false;
-  bool shut_down_ GORO_GUARDED_BY(lock_) = false;
+  std::atomic<bool> closing_{false};
+  std::atomic<bool> cancelling_{false};
+  // Written by submitters and workers alike: on a line of its own, away
+  // from the read-mostly fields above.
+  alignas(64) std::atomic<std::uint64_t> outstanding_{0};
+  std::atomic<std::uint32_t> waiters_{0};  // fibers and threads in wait()
+  std::atomic<std::uint64_t> dropped_{0};
+  std::atomic<std::uint64_t> rejected_{0};
 };
 
 // run_pool() is Go's canonical streaming pool: n fibers take items from in

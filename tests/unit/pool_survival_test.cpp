@@ -645,6 +645,98 @@ TEST_CASE("per-task timeout: a task that ignores its context runs on, is counted
   });
 }
 
+// Without a task_timeout a task gets its worker's context, not one of its
+// own (no per-task cost): it does not end when the task returns, but it does
+// end at shutdown, even a shutdown that drains in time, so nothing a task
+// derived from it outlives the pool.
+TEST_CASE("contexts: without a task_timeout, a task's context lives until shutdown, which ends it", "[pool]") {
+  unsigned workers = GORO_WORKERS();
+  goro_test::run_in_goro(workers, [] {
+    std::mutex mu;
+    std::vector<goro::context> kept;  // under mu
+    goro::chan<std::error_code> watcher_saw{1};
+    goro::worker_pool<int, int> pool({.workers = 2, .name = "shared-ctx"}, [&](goro::context ctx, int v) {
+      if (v == 0) {
+        // A fiber that outlives its task, watching the task's context.
+        goro::spawn({.name = "ctx-watcher"}, [ctx, watcher_saw] {
+          watcher_saw.send(goro::this_fiber::sleep_for(ctx, std::chrono::hours(1)));
+        });
+      }
+      std::lock_guard lock(mu);
+      kept.push_back(ctx);
+      return v;
+    }, [](goro::result<int>) {});
+    for (int i = 0; i < 8; ++i) REQUIRE(pool.submit(i) == submit_status::accepted);
+    pool.wait();
+    {
+      std::lock_guard lock(mu);
+      REQUIRE(kept.size() == 8);
+      for (const auto& c : kept) CHECK(!c.err());  // returning did not end it
+    }
+    CHECK(watcher_saw.size() == 0);
+    goro::pool_stats s = pool.shutdown(5s);  // drains at once: no cancellation needed
+    CHECK(s.completed == 8);
+    CHECK(s.cancelled == 0);
+    {
+      std::lock_guard lock(mu);
+      for (const auto& c : kept) CHECK(c.err() == goro::context_errc::canceled);
+    }
+    auto e = watcher_saw.recv();
+    REQUIRE(e);
+    CHECK(*e == goro::context_errc::canceled);
+  });
+}
+
+// With a task_timeout each task's context is its own (ended when it
+// returns), and it still hangs under the pool's: shutdown's cancellation
+// reaches a running task before its own deadline, and counts it cancelled.
+TEST_CASE("contexts: with a task_timeout, a task's context ends when it returns, and shutdown still cancels it",
+          "[pool]") {
+  unsigned workers = GORO_WORKERS();
+  goro_test::run_in_goro(workers, [] {
+    outcomes out;
+    goro::chan<int> started{4};
+    std::mutex mu;
+    std::vector<goro::context> fast_ctx;    // under mu
+    std::vector<std::error_code> slow_saw;  // under mu
+    goro::worker_pool<int, int> pool({.workers = 2, .task_timeout = 30s, .name = "own-ctx"},
+                                     [&](goro::context ctx, int v) {
+                                       if (v < 2) {
+                                         std::lock_guard lock(mu);
+                                         fast_ctx.push_back(ctx);
+                                         return v;
+                                       }
+                                       started.send(v);
+                                       std::error_code e = goro::this_fiber::sleep_for(ctx, 30s);
+                                       std::lock_guard lock(mu);
+                                       slow_saw.push_back(e);
+                                       return v;
+                                     },
+                                     out.sink());
+    for (int i = 0; i < 2; ++i) REQUIRE(pool.submit(i) == submit_status::accepted);
+    pool.wait();
+    {
+      std::lock_guard lock(mu);
+      REQUIRE(fast_ctx.size() == 2);
+      for (const auto& c : fast_ctx) CHECK(c.err() == goro::context_errc::canceled);  // ended as it returned
+    }
+    for (int i = 2; i < 4; ++i) REQUIRE(pool.submit(i) == submit_status::accepted);
+    REQUIRE(started.recv());
+    REQUIRE(started.recv());
+    auto t0 = clock_type::now();
+    goro::pool_stats s = pool.shutdown(20ms);
+    INFO(describe(s));
+    CHECK(clock_type::now() - t0 < 10s);  // did not sit out the 30 s sleeps or deadlines
+    CHECK(s.completed == 2);
+    CHECK(s.cancelled == 2);
+    CHECK(s.timed_out + s.failed == 0);
+    CHECK(out.count(goro::context_errc::canceled) == 2);
+    std::lock_guard lock(mu);
+    REQUIRE(slow_saw.size() == 2);
+    for (auto e : slow_saw) CHECK(e == goro::context_errc::canceled);
+  });
+}
+
 // ---- (4) Exception isolation --------------------------------------------------------------
 
 TEST_CASE("exceptions: throwing tasks are counted as failed and never kill a worker", "[pool]") {
