@@ -159,6 +159,10 @@ class follower {
   // read_chunk() runs on the blocking pool (this fiber is parked meanwhile).
   chunk read_chunk() {
     chunk c;
+    if (fault_eacces(f_->name)) {  // test hook: GORO_TAIL_FAULT_EACCES (session.hpp)
+      c.error = EACCES;
+      return c;
+    }
     struct stat st {};
     if (::fstat(fd_, &st) != 0) {
       c.error = errno;

@@ -30,6 +30,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -68,6 +69,88 @@ inline void add(std::atomic<std::uint64_t>& counter, std::uint64_t n = 1) {
 inline void warn(const std::string& message) {
   std::string line = "goro-tail: " + message + "\n";
   std::fputs(line.c_str(), stderr);
+}
+
+// ---- Fault-injection hooks (tests only) ----------------------------------
+// Like GORO_TAIL_SLOW_STAGE_US: read from the environment once, off unless
+// set, and they only make goro-tail take error paths that real failures take.
+//
+// GORO_TAIL_FAULT_OVERFLOW_EVERY=N: the inotify watcher treats every Nth read
+// of the inotify fd as a queue overflow: it discards the events it just read
+// and handles a lone IN_Q_OVERFLOW event in their place (the very code a real
+// overflow runs). A real overflow needs fs.inotify.max_queued_events lowered
+// system-wide, which a test cannot do.
+inline std::uint64_t fault_overflow_every() {
+  static const std::uint64_t every = [] {
+    const char* text = std::getenv("GORO_TAIL_FAULT_OVERFLOW_EVERY");
+    if (text == nullptr || *text == '\0') return std::uint64_t{0};
+    char* end = nullptr;
+    unsigned long long n = std::strtoull(text, &end, 10);
+    return end != nullptr && *end == '\0' ? static_cast<std::uint64_t>(n) : std::uint64_t{0};
+  }();
+  return every;
+}
+
+// GORO_TAIL_FAULT_EACCES=<substring>:<count>[:<skip>]: after the first <skip>
+// (default 0) attempts to open (tracker) or read (follower) a path containing
+// <substring>, the next <count> fail with EACCES, through the same error path
+// as a real failure (tests run as root, where chmod 000 does not bite). With
+// skip 1 the tracker's open succeeds and the follower's reads fail. The
+// follower matches on the name it was first found under. fault_eacces(path)
+// consumes one attempt and says whether this one must fail. Thread-safe (it
+// is called on the blocking pool).
+struct eacces_fault {
+  std::string substring;
+  std::atomic<long long> skip{0};
+  std::atomic<long long> left{0};
+};
+
+inline eacces_fault& eacces_fault_config() {
+  static eacces_fault config;
+  static const bool parsed = [] {
+    const char* text = std::getenv("GORO_TAIL_FAULT_EACCES");
+    if (text == nullptr) return false;
+    std::string spec(text);
+    long long numbers[2] = {0, 0};  // count, skip
+    auto parse_tail = [&spec](long long& out) {
+      auto colon = spec.rfind(':');
+      if (colon == std::string::npos) return false;
+      char* end = nullptr;
+      out = std::strtoll(spec.c_str() + colon + 1, &end, 10);
+      bool ok = end != nullptr && *end == '\0' && colon + 1 < spec.size() && out >= 0;
+      if (ok) spec.resize(colon);
+      return ok;
+    };
+    long long last = 0, before = 0;
+    if (!parse_tail(last)) return false;
+    std::string rest = spec;
+    if (parse_tail(before) && !spec.empty()) {
+      numbers[0] = before;  // <substring>:<count>:<skip>
+      numbers[1] = last;
+    } else {
+      spec = rest;          // <substring>:<count>
+      numbers[0] = last;
+    }
+    if (spec.empty() || numbers[0] <= 0) return false;
+    config.substring = spec;
+    config.skip.store(numbers[1], std::memory_order_relaxed);
+    config.left.store(numbers[0], std::memory_order_relaxed);
+    return true;
+  }();
+  (void)parsed;
+  return config;
+}
+
+inline bool fault_eacces(const std::string& path) {
+  eacces_fault& f = eacces_fault_config();
+  if (f.substring.empty() || path.find(f.substring) == std::string::npos) return false;
+  long long skip = f.skip.load(std::memory_order_relaxed);
+  while (skip > 0)
+    if (f.skip.compare_exchange_weak(skip, skip - 1, std::memory_order_relaxed)) return false;
+  long long left = f.left.load(std::memory_order_relaxed);
+  while (left > 0)
+    if (f.left.compare_exchange_weak(left, left - 1, std::memory_order_relaxed)) return true;
+  return false;
 }
 
 // What fstat says about a file's content, as far as following it goes: a

@@ -77,11 +77,13 @@ class tracker {
   void run() {
     literal_only_ = std::none_of(s_.opts.paths.begin(), s_.opts.paths.end(), has_glob_chars);
     scan(true, goro::blocking([&] { return list_names(take_moved()); }));
-    next_check_ = steady::now() + s_.check_interval(blind_spots_);
+    next_check_ = steady::now() + s_.check_interval(blind_spots_ || !open_errors_.empty());
     while (!s_.root.err()) {
       std::optional<listing> changed = goro::blocking([&] { return wait_for_change(); });
       if (!changed) break;  // root was cancelled
       scan(false, std::move(*changed));
+      // A name that failed to open in this scan: retry it at the 1 s pace.
+      if (!open_errors_.empty()) next_check_ = std::min(next_check_, steady::now() + s_.check_interval(true));
     }
   }
 
@@ -190,6 +192,10 @@ class tracker {
   static opened open_name(const std::string& name, bool want_end) {
     opened o;
     o.name = name;
+    if (fault_eacces(name)) {  // test hook: GORO_TAIL_FAULT_EACCES (session.hpp)
+      o.error = EACCES;
+      return o;
+    }
     o.fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (o.fd < 0) {
       o.error = errno;
@@ -260,7 +266,9 @@ class tracker {
         // the next check comes sooner then.
         blind_spots_ = found->blind_spots;
       }
-      steady::time_point due = steady::now() + s_.check_interval(blind_spots_);
+      // A name that failed to open is retried at the next check: as soon as
+      // with blind spots (1 s), not after the 10 s inotify safety net.
+      steady::time_point due = steady::now() + s_.check_interval(blind_spots_ || !open_errors_.empty());
       next_check_ = check ? due : std::min(next_check_, due);
       if (!found) continue;
       if (!settled_ || !same_names(found->names)) return found;
@@ -552,6 +560,8 @@ inline bool is_followed_name(const session& s, const std::string& dir, const std
 inline void watch_inotify(session& s) {
   std::vector<char> buffer(64 * 1024);  // heap: fiber stacks are small
   std::map<std::uint32_t, std::string> renames;  // IN_MOVED_FROM cookie -> the followed name it left ("" if none)
+  const std::uint64_t overflow_every = fault_overflow_every();  // test hook (session.hpp)
+  std::uint64_t reads = 0;
   while (!s.root.err()) {
     ssize_t n = ::read(s.inotify_fd, buffer.data(), buffer.size());
     if (n < 0) {
@@ -564,6 +574,15 @@ inline void watch_inotify(session& s) {
       s.inotify_broken.store(true, std::memory_order_relaxed);
       (void)s.rescan.try_send(std::monostate{});  // the tracker shortens its check interval now
       break;
+    }
+    if (overflow_every != 0 && n > 0 && ++reads % overflow_every == 0) {
+      // GORO_TAIL_FAULT_OVERFLOW_EVERY: drop what was read, as the kernel
+      // drops events when its queue is full, and report the overflow.
+      inotify_event overflow{};
+      overflow.wd = -1;
+      overflow.mask = IN_Q_OVERFLOW;
+      std::memcpy(buffer.data(), &overflow, sizeof overflow);
+      n = static_cast<ssize_t>(sizeof overflow);
     }
     bool rescan = false, wake_retired = false;
     for (ssize_t pos = 0; pos < n;) {

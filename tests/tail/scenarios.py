@@ -27,6 +27,7 @@ returns when it fails (GORO_TAIL_KNOWN_BUGS=fail turns that into a failure).
 """
 
 import argparse
+import errno
 import os
 import re
 import shutil
@@ -1366,6 +1367,121 @@ def restart_glob_rotated(c):
 
 
 # ---- Main ----------------------------------------------------------------------------
+
+@scenario
+def inotify_overflow(c):
+    """inotify queue overflows (GORO_TAIL_FAULT_OVERFLOW_EVERY=3: every 3rd read of the
+    inotify fd is dropped and handled as IN_Q_OVERFLOW) under continuous appends to 5
+    files, a rename rotation and a late file: the rescans lose nothing."""
+    writers = [Writer(c.path(f"f{i}.log"), f"o{i}") for i in range(5)]
+    for w in writers:
+        w.lock = threading.Lock()
+        w.write(50)
+    late_path = c.path("late.log")
+    t = c.tail("--stats", "--rotate-wait", "5", *(w.path for w in writers), late_path,
+               env={"GORO_TAIL_FAULT_OVERFLOW_EVERY": "3"})
+    t.wait_lines(250)
+    stop = threading.Event()
+
+    def write_all_files():
+        while not stop.is_set():
+            for w in writers:
+                with w.lock:
+                    w.write(10)
+            time.sleep(0.002)
+
+    th = threading.Thread(target=write_all_files, daemon=True)
+    th.start()
+    late = None
+    span = max(0.3, 1.0 * min(1.0, SCALE))
+    try:
+        time.sleep(span / 2)
+        r = writers[0]
+        wait_gen(t, r)
+        with r.lock:                  # rename rotation of f0.log
+            os.rename(r.path, f"{r.path}.1")
+            r.write(20)               # into the renamed file (same fd)
+            r.reopen()
+            r.write(10)
+        time.sleep(span / 2)
+        late = Writer(late_path, "ol")  # a PATH that appears during the run
+        late.write(scaled(500, 50))
+        time.sleep(span / 2)
+        wait_gen(t, r)
+        late.write(scaled(500, 50))
+    finally:
+        stop.set()
+        th.join()
+    expected = {w.stream: w.seq for w in writers}
+    expected[late.stream] = late.seq
+    total = sum(expected.values())
+    t.wait_lines(total)
+    t.stop(limit=EXIT_LIMIT * 3)
+    check(t.lines, expected)
+    st = check_stats(t, lines=total, rotations=1)
+    if st.get("overflows", 0) < 1:
+        raise Failure(f"--stats: overflows={st.get('overflows')}, want > 0 (the hook did not fire?)")
+    if "overflow" not in t.stderr():
+        raise Failure("no overflow warning on stderr")
+    log(f"ok: {total} lines from 7 files, {st['overflows']:.0f} injected overflows")
+
+
+def unreadable_run(c, tag, env_value, bad_first):
+    """One goro-tail on good.log and bad-<tag>.log, where GORO_TAIL_FAULT_EACCES=env_value
+    makes bad-<tag>.log fail for a while. Returns a function that checks the end."""
+    good = Writer(c.path(f"good-{tag}.log"), f"g{tag}")
+    bad = Writer(c.path(f"bad-{tag}.log"), f"b{tag}")
+    good.write(bad_first)
+    bad.write(bad_first)
+    t = c.tail("--stats", good.path, bad.path, env={"GORO_TAIL_FAULT_EACCES": env_value},
+               name=f"tail-{tag}")
+    return t, good, bad
+
+
+def unreadable_meanwhile(t, good, bad, verb):
+    # The warning names the file...
+    warning = f"{bad.path}: cannot {verb}: {os.strerror(errno.EACCES)}"
+    t.wait_for(lambda: warning in t.stderr(), timeout=10, what=f"warning {warning!r}")
+    # ...and the other file flows meanwhile: these lines arrive before any line of the
+    # unreadable file (whose first lines were written before goro-tail started).
+    n_meanwhile = scaled(200, 20)
+    good.write(n_meanwhile)
+    wait_last(t, good)
+    first_bad = next((i for i, l in enumerate(t.lines) if l.startswith(f"{bad.stream}|".encode())), None)
+    last_good = max(i for i, l in enumerate(t.lines) if l.startswith(f"{good.stream}|".encode()))
+    if first_bad is not None and first_bad < last_good:
+        raise Failure(f"{bad.path}: lines arrived (#{first_bad}) before the other file's lines "
+                      f"written meanwhile (#{last_good}): was it ever unreadable?")
+
+
+def unreadable_finish(t, good, bad):
+    """The fault clears: everything of both files, once."""
+    bad.write(scaled(200, 20))
+    good.write(scaled(200, 20))
+    t.wait_lines(good.seq + bad.seq)
+    if "readable again" not in t.stderr():
+        raise Failure(f"no 'readable again' on stderr: {t.stderr()[-500:]!r}")
+    t.stop(limit=EXIT_LIMIT * 3)
+    check(t.lines, {good.stream: good.seq, bad.stream: bad.seq})
+    check_stats(t, lines=good.seq + bad.seq)
+
+
+@scenario
+def unreadable_file(c):
+    """A file that cannot be opened (GORO_TAIL_FAULT_EACCES: its first 2 opens fail) and
+    one whose reads fail after it was opened (skip 1, then 2 reads fail): a warning naming
+    the file, the other file keeps flowing, then every line of both exactly once."""
+    n = scaled(500, 50)
+    # Two goro-tails side by side (the retries are 1 s apart each): the open path...
+    t_open, g_open, b_open = unreadable_run(c, "open", "bad-open.log:2", n)
+    # ...and the read path (the tracker's open is let through, the follower's reads fail).
+    t_read, g_read, b_read = unreadable_run(c, "read", "bad-read.log:2:1", n)
+    unreadable_meanwhile(t_open, g_open, b_open, "open")
+    unreadable_meanwhile(t_read, g_read, b_read, "read")
+    unreadable_finish(t_open, g_open, b_open)
+    unreadable_finish(t_read, g_read, b_read)
+    log(f"ok: {g_open.seq + b_open.seq} + {g_read.seq + b_read.seq} lines, both files whole")
+
 
 def run_one(name, binary, workdir, keep):
     d = tempfile.mkdtemp(prefix=f"goro-tail-{name}-", dir=workdir)
