@@ -123,11 +123,22 @@ struct context_state : std::enable_shared_from_this<context_state> {
   ~context_state() {
     unlink();
     std::shared_ptr<context_state> p = std::move(parent);
-    // use_count() == 1: only we own p (a concurrent cancel that promotes p
-    // from its weak_ptr meanwhile is harmless: it then releases p itself,
-    // after we took p's parent, so p's destructor does not recurse).
     while (p != nullptr && p.use_count() == 1) {
+      // No handle owns p any more. Only two paths can still reach it, each
+      // through a transient strong reference: a cancel of p's parent (which
+      // promotes its children under the parent's mu) and p's stop_token
+      // callback. Close both, then look again:
+      //   * unlink() takes p off its parent's list under that mu, so a
+      //     promotion done before is visible to us afterwards (mutex
+      //     happens-before), and none can happen after; it also waits out a
+      //     deadline timer firing on p;
+      //   * resetting stop_link waits for a running callback to return.
+      // If nobody else holds p now, nobody ever will: its parent link is
+      // ours to take. Otherwise the transient holder destroys p when it is
+      // done, which then runs this loop itself (one level deeper, not N).
       p->unlink();
+      p->stop_link.reset();
+      if (p.use_count() != 1) break;
       std::shared_ptr<context_state> next = std::move(p->parent);
       p.reset();  // its destructor finds no parent left to release
       p = std::move(next);

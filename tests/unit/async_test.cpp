@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
 // goro::async/future, await_all, timeout and spawn_many: values, void, captured exceptions, cancellation by context, deadlines that stop the fiber.
+// this_fiber::sleep_for(ctx, 1h) below is work that ends only through its
+// context (what timeout() must cancel); no test sleeps to let things settle.
 #include "goro_test.hpp"
 
 #include <atomic>

@@ -4,6 +4,8 @@
 // Each TEST_CASE names the program it ports. Go's programs simply exit with
 // goroutines still running; here every pipeline stage also watches a `quit`
 // channel (see `stopper`) so the test ends with no fiber left behind.
+// No test here sleeps: partners are waited for on channels, wait groups or
+// a bounded yield loop (nonblock's poll()).
 #include "goro_test.hpp"
 
 #include <any>
@@ -275,14 +277,14 @@ TEST_CASE("fifo: asynchronous and synchronous FIFO order") {
 namespace nonblock {
 
 // Polls `attempt` (a select with a default) until it succeeds; between tries
-// lets other fibers run. Returns false after 10 s.
+// yields so the partner fiber runs (Go's nonblock.go sleeps on a ticker
+// there; a yield is the event-free equivalent). Returns false after 10 s.
 template <class Attempt>
 bool poll(Attempt attempt) {
   auto deadline = std::chrono::steady_clock::now() + 10s;
-  for (long tries = 0; !attempt(); ++tries) {
+  while (!attempt()) {
     if (std::chrono::steady_clock::now() > deadline) return false;
     goro::yield();
-    if (tries % 64 == 63) goro::sleep_for(10us);  // Go: two ticks of a 10us ticker
   }
   return true;
 }

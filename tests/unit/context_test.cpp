@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
 // goro::context: cancellation trees, deadlines on runtime timers, values, stop_token interop, detaching children, and every context-aware blocking operation.
+// this_fiber::sleep_for(ctx, 1h) below is the context-aware wait under
+// test (it must end by cancellation); no test sleeps to let things settle.
 #include "goro_test.hpp"
 
 #include <algorithm>

@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Global deadlock detection: run() throws deadlock_error when nothing can wake any fiber, and only then.
+// Sleeps in this file are the stimulus: a silence longer than the
+// detector's grace period, or a plain thread's wake-ups spaced in time.
+// None waits for other work to settle (that is what wait groups are for).
 #include "goro_test.hpp"
 
 #include <goro/mutex.hpp>

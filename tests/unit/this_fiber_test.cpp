@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: MIT
 // goro::this_fiber: yield, sleep_for/sleep_until (fibers and plain threads), shutdown of sleepers, id() and name().
+// Sleeps in this file are the behaviour under test (duration, ordering,
+// plain-thread sleeps, shutdown of sleepers) or a park point that lets a
+// fiber migrate; none waits for other work to settle.
 #include "goro_test.hpp"
 
 #include <algorithm>
