@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <functional>
+#include <string>
 #include <thread>
 
 namespace goro_test {
@@ -65,6 +66,20 @@ inline bool eventually(const std::function<bool()>& pred,
       std::this_thread::yield();
   }
   return true;
+}
+
+// How many live fibers called `name` are parked for `reason`.
+inline std::size_t parked(const std::string& name, goro::wait_reason reason) {
+  std::size_t n = 0;
+  for (const auto& f : goro::list_fibers())
+    if (f.name == name && f.state == goro::fiber_state::waiting && f.reason == reason) ++n;
+  return n;
+}
+
+// Waits until `n` fibers called `name` are parked for `reason` (no event
+// says "has parked", so this polls with a deadline; see eventually()).
+inline bool until_parked(const std::string& name, goro::wait_reason reason, std::size_t n = 1) {
+  return eventually([&] { return parked(name, reason) == n; });
 }
 
 }  // namespace goro_test

@@ -27,19 +27,8 @@ bool contains(const std::string& haystack, std::string_view needle) {
   return haystack.find(needle) != std::string::npos;
 }
 
-// How many live fibers called `name` are parked for `reason`.
-std::size_t parked(const std::string& name, goro::wait_reason reason) {
-  std::size_t n = 0;
-  for (const auto& f : goro::list_fibers())
-    if (f.name == name && f.state == goro::fiber_state::waiting && f.reason == reason) ++n;
-  return n;
-}
-
-// Waits (without an event to wait on: polling) until `n` fibers called
-// `name` are parked for `reason`.
-bool until_parked(const std::string& name, goro::wait_reason reason, std::size_t n = 1) {
-  return goro_test::eventually([&] { return parked(name, reason) == n; });
-}
+using goro_test::parked;
+using goro_test::until_parked;
 
 goro::run_options with_workers(unsigned workers) {
   goro::run_options o;

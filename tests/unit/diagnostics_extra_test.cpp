@@ -28,16 +28,8 @@ bool contains(const std::string& haystack, std::string_view needle) {
   return haystack.find(needle) != std::string::npos;
 }
 
-std::size_t parked(const std::string& name, goro::wait_reason reason) {
-  std::size_t n = 0;
-  for (const auto& f : goro::list_fibers())
-    if (f.name == name && f.state == goro::fiber_state::waiting && f.reason == reason) ++n;
-  return n;
-}
-
-bool until_parked(const std::string& name, goro::wait_reason reason, std::size_t n = 1) {
-  return goro_test::eventually([&] { return parked(name, reason) == n; });
-}
+using goro_test::parked;
+using goro_test::until_parked;
 
 // Redirects this process's stderr (fd 2) into a temporary file while alive.
 // text() reads what was written so far (any thread). stop() restores fd 2

@@ -15,16 +15,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::size_t parked(const std::string& name, goro::wait_reason reason) {
-  std::size_t n = 0;
-  for (const auto& f : goro::list_fibers())
-    if (f.name == name && f.state == goro::fiber_state::waiting && f.reason == reason) ++n;
-  return n;
-}
-
-bool until_parked(const std::string& name, goro::wait_reason reason, std::size_t n = 1) {
-  return goro_test::eventually([&] { return parked(name, reason) == n; });
-}
+using goro_test::parked;
+using goro_test::until_parked;
 
 void raise_to(std::atomic<long>& maximum, long v) {
   long m = maximum.load();
