@@ -114,10 +114,14 @@ inline worker* current_worker() noexcept { return current_worker_slot(); }
 // ---------------------------------------------------------------------------
 // Live-fiber registry (Go's allgs), sharded per worker to keep spawn/exit off a
 // shared lock. A fiber stays in the shard it was registered in until it exits.
+// A worker's shard also holds its cache of free fiber objects (Go's per-P
+// gFree): spawn takes from the spawning worker's, exit gives to the exiting
+// worker's, so neither takes a lock for the object itself.
 struct registry_shard {
   spinlock mu;
   fiber* head GORO_GUARDED_BY(mu) = nullptr;
   std::size_t count GORO_GUARDED_BY(mu) = 0;
+  fiber_cache fibers;  // owner only: the worker whose shard this is (unused in the foreign shard)
 
   void add(fiber* f) GORO_EXCLUDES(mu) {
     spin_guard lock(mu);
@@ -672,21 +676,36 @@ void scheduler::spawn(const std::string& name, std::size_t stack_size, goro::sou
   if (stack_size == 0) stack_size = stack_size_;
 
   // No stack yet: the worker that first runs the fiber takes one (worker::
-  // execute), so spawning is an allocation and a queue push.
-  auto* f = new fiber();
+  // execute), so spawning is an allocation (from this worker's free fiber
+  // objects, see fiber.hpp) and a queue push.
+  fiber_cache* cache = w != nullptr ? &w->registry().fibers : nullptr;
+  fiber* f = new_fiber(cache);
   try {
     if constexpr (sizeof(callable_t) <= fiber::inline_callable_size && alignof(callable_t) <= 16) {
-      f->callable = ::new (static_cast<void*>(f->inline_callable)) callable_t(std::forward<Fn>(fn));
-      f->dispose = [](void* c) noexcept { static_cast<callable_t*>(c)->~callable_t(); };
+      ::new (static_cast<void*>(f->inline_callable)) callable_t(std::forward<Fn>(fn));
+      f->task = [](task_op op, unsigned char* storage) {
+        auto* c = std::launder(reinterpret_cast<callable_t*>(storage));
+        if (op == task_op::run)
+          (*c)();
+        else
+          c->~callable_t();
+      };
     } else {
-      f->callable = new callable_t(std::forward<Fn>(fn));
-      f->dispose = [](void* c) noexcept { delete static_cast<callable_t*>(c); };
+      auto* heap = new callable_t(std::forward<Fn>(fn));
+      std::memcpy(f->inline_callable, &heap, sizeof heap);
+      f->task = [](task_op op, unsigned char* storage) {
+        callable_t* c;
+        std::memcpy(&c, storage, sizeof c);
+        if (op == task_op::run)
+          (*c)();
+        else
+          delete c;
+      };
     }
   } catch (...) {
-    delete f;
+    delete_fiber(f, cache);
     throw;
   }
-  f->invoke = [](void* c) { (*static_cast<callable_t*>(c))(); };
   f->sched = this;
   f->name = name;
   f->spawn_site = site;
@@ -714,14 +733,13 @@ void scheduler::spawn(const std::string& name, std::size_t stack_size, goro::sou
 inline void run_fiber(void* arg) {
   fiber* f = static_cast<fiber*>(arg);
   try {
-    f->invoke(f->callable);
+    f->task(task_op::run, f->inline_callable);
   } catch (boost::context::detail::forced_unwind const&) {
     throw;
   } catch (...) {
     f->sched->on_panic(f, std::current_exception());
   }
-  void* c = std::exchange(f->callable, nullptr);
-  f->dispose(c);
+  std::exchange(f->task, nullptr)(task_op::dispose, f->inline_callable);
 }
 
 [[noreturn]] inline void report_canary_overflow(const fiber* f) noexcept {
@@ -738,12 +756,16 @@ inline void finalize_fiber(void* arg) noexcept {
   fiber* f = static_cast<fiber*>(arg);
   // The stack goes back to a pool: it must not carry an overflow along.
   if (f->went_deep && !f->context.stack().canary_intact()) report_canary_overflow(f);
-  if (f->callable != nullptr) f->dispose(std::exchange(f->callable, nullptr));
+  if (f->task != nullptr) std::exchange(f->task, nullptr)(task_op::dispose, f->inline_callable);
   f->state.store(fiber_state::dead, std::memory_order_relaxed);  // relaxed: descriptive
   scheduler* s = f->sched;
   bool is_main = f->is_main;
   f->reg_shard->remove(f);
-  delete f;  // runs on f's stack (or, never started, on the unwinder's): see execution_context
+  // Runs on f's stack (or, never started, on the unwinder's): see
+  // execution_context. The object goes to the free cache of the worker this
+  // runs on (owner only: we are on its thread), or to the depot off workers.
+  worker* w = current_worker();
+  delete_fiber(f, w != nullptr ? &w->registry().fibers : nullptr);
   if (is_main) s->finished_main();
 }
 
