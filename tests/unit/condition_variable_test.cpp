@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: MIT
 // goro::condition_variable: delivery, notify_one/notify_all, predicates, timed waits, fibers and plain threads.
+// The only sleeps here pace the notifiers of the timeout-vs-notify stress
+// test, so that some waiters time out while others are notified: they are
+// the stimulus, and the test waits for its waiters on a wait group.
 #include "goro_test.hpp"
 
 #include <algorithm>
@@ -413,7 +416,7 @@ TEST_CASE("timed waiters racing notifications are each either notified or timed 
     goro::spawn([&] {
       for (int i = 0; !stop.load(); ++i) {
         cv.notify_one();
-        if (i % 2 == 0) goro::sleep_for(500us);
+        if (i % 2 == 0) goro::sleep_for(500us);  // pacing (stimulus), not settling
         else goro::yield();
       }
       notifying.done();
@@ -422,7 +425,7 @@ TEST_CASE("timed waiters racing notifications are each either notified or timed 
       for (int i = 1; !stop.load(); ++i) {
         if (i % 16 == 0) cv.notify_all();
         else cv.notify_one();
-        std::this_thread::sleep_for(1ms);
+        std::this_thread::sleep_for(1ms);  // pacing (stimulus), not settling
       }
     });
     waiting.wait();

@@ -208,7 +208,7 @@ TEST_CASE("no deadlock while a plain thread keeps waking the main fiber") {
   CHECK_NOTHROW(woken = goro::run(detecting(workers, 200ms), [&] {
     waker = std::thread([&] {
       for (auto& s : steps) {
-        std::this_thread::sleep_for(period);
+        std::this_thread::sleep_for(period);  // stimulus: wake-ups spaced in time
         s.done();
       }
     });

@@ -225,7 +225,7 @@ TEST_CASE("tiny sleeps across workers wake every sleeper and leave its stack alo
 
 TEST_CASE("sleep and yield work on a plain thread") {
   auto start = clock_type::now();
-  goro::sleep_for(20ms);
+  goro::sleep_for(20ms);  // the behaviour under test
   CHECK(clock_type::now() - start >= 20ms);
   auto until = clock_type::now() + 10ms;
   goro::this_fiber::sleep_until(until);

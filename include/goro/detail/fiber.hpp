@@ -178,6 +178,23 @@ class fiber_depot {
     }
     return carve(count);
   }
+  // One free slot, for a fiber spawned or freed off the workers (no cache):
+  // from the partial list, else a whole batch is opened into it.
+  fiber_slot* take_one() {
+    std::lock_guard lock(mu_);
+    if (partial_.head == nullptr) {
+      if (!batches_.empty()) {
+        partial_ = batches_.back();
+        batches_.pop_back();
+      } else {
+        partial_.head = carve(partial_.count);
+      }
+    }
+    fiber_slot* s = partial_.head;
+    partial_.head = s->next;
+    --partial_.count;
+    return s;
+  }
   // Takes back a list of count free slots. Short lists (a worker's leftovers,
   // single fibers freed off any worker) are merged into whole batches.
   void give(fiber_slot* head, std::size_t count) noexcept {
@@ -288,15 +305,7 @@ inline fiber* new_fiber(fiber_cache* cache) {
     (void)cache;
     return new fiber();
   } else {
-    void* p;
-    if (cache != nullptr) {
-      p = cache->allocate();
-    } else {
-      std::size_t count = 0;
-      fiber_slot* list = depot().take(count);
-      p = list;
-      if (list->next != nullptr) depot().give(list->next, count - 1);
-    }
+    void* p = cache != nullptr ? cache->allocate() : depot().take_one();
     return ::new (p) fiber();
   }
 }
