@@ -1444,14 +1444,21 @@ def unreadable_meanwhile(t, good, bad, verb):
     t.wait_for(lambda: warning in t.stderr(), timeout=10, what=f"warning {warning!r}")
     # ...and the other file flows meanwhile: these lines arrive before any line of the
     # unreadable file (whose first lines were written before goro-tail started).
+    # The file may recover (its retry is due within 1 s) before those lines are
+    # delivered on a loaded machine; goro-tail says "readable again" before it
+    # delivers any of its lines, so bad lines ahead of the good ones are a
+    # failure only without that message: the file was never unreadable.
     n_meanwhile = scaled(200, 20)
     good.write(n_meanwhile)
     wait_last(t, good)
+    recovered = f"{bad.path}: readable again" in t.stderr()
     first_bad = next((i for i, l in enumerate(t.lines) if l.startswith(f"{bad.stream}|".encode())), None)
     last_good = max(i for i, l in enumerate(t.lines) if l.startswith(f"{good.stream}|".encode()))
     if first_bad is not None and first_bad < last_good:
-        raise Failure(f"{bad.path}: lines arrived (#{first_bad}) before the other file's lines "
-                      f"written meanwhile (#{last_good}): was it ever unreadable?")
+        if not recovered:
+            raise Failure(f"{bad.path}: lines arrived (#{first_bad}) before the other file's lines "
+                          f"written meanwhile (#{last_good}) with no recovery reported: was it ever unreadable?")
+        log(f"{bad.path} recovered before the lines written meanwhile were delivered (loaded machine)")
 
 
 def unreadable_finish(t, good, bad):
