@@ -8,10 +8,12 @@
 //       goro::on_default([&] { ... }));                            // never blocks
 //
 // Implementation (learned from Go's select.go selectgo):
-//   pass 1: lock every channel once, in address order (so two selects over the
-//           same channels in opposite order cannot deadlock), then poll the
-//           cases in a random order and take the first that is ready: the
-//           choice among ready cases is uniform.
+//   pass 1: poll the cases in a random order and take the first that is
+//           ready: the choice among ready cases is uniform. Over several
+//           channels, first each channel under its own lock (1a); if none
+//           is ready, lock every channel once, in address order (so two
+//           selects over the same channels in opposite order cannot
+//           deadlock), and poll again (1b) before queueing.
 //   pass 2: nothing ready and no default: queue one waiter per channel case,
 //           all sharing a select_state; arm the timeout; park, and let the
 //           worker unlock the channels after the switch.
@@ -200,26 +202,48 @@ int select_impl(Cases&... cases) {
   int taken = -1;
   bool closed = false;
   waiter* to_wake = nullptr;
-  locks.lock_all();
-  for (std::size_t k = 0; k < n && taken < 0; ++k) {
-    std::size_t i = order[k];
-    if (cores[i] == nullptr) continue;
-    visit_case(
-        all, i,
-        [&](auto& c) {
-          if constexpr (std::remove_reference_t<decltype(c)>::kind == case_kind::recv ||
-                        std::remove_reference_t<decltype(c)>::kind == case_kind::send) {
-            if (c.try_locked(closed, to_wake)) taken = static_cast<int>(i);
-          }
-        },
-        indices);
-  }
-  if (taken < 0 && default_index >= 0) taken = default_index;
-  if (taken >= 0) {
-    locks.unlock_all();
+  // Polls the cases in `order`, returning after the first that completes.
+  // each_locked: lock each case's channel around its poll only.
+  auto poll = [&](bool each_locked) GORO_NO_TSA {
+    for (std::size_t k = 0; k < n && taken < 0; ++k) {
+      std::size_t i = order[k];
+      if (cores[i] == nullptr) continue;
+      visit_case(
+          all, i,
+          [&](auto& c) GORO_NO_TSA {
+            if constexpr (std::remove_reference_t<decltype(c)>::kind == case_kind::recv ||
+                          std::remove_reference_t<decltype(c)>::kind == case_kind::send) {
+              if (each_locked) c.core()->lock.lock();
+              if (c.try_locked(closed, to_wake)) taken = static_cast<int>(i);
+              if (each_locked) c.core()->lock.unlock();
+            }
+          },
+          indices);
+    }
+  };
+  auto finish_ready = [&] {
     if (to_wake != nullptr) to_wake->wake();
     visit_case(all, static_cast<std::size_t>(taken), [&](auto& c) { c.complete(closed); }, indices);
     return taken;
+  };
+  // Pass 1a, over several channels: lock one channel at a time. A case found
+  // ready completes at that moment, exactly as it would under all the locks,
+  // and the others stay free for their senders and receivers meanwhile (Go
+  // locks them all; holding one lock at a time is what makes a busy select
+  // cheap: bench/RESULTS.md, select over 4). Only when nothing is ready do we
+  // take every lock, poll again and queue (pass 1b, pass 2), so no wake-up
+  // can fall between the last poll and the queueing.
+  if (locks.n > 1) {
+    poll(true);
+    if (taken < 0 && default_index >= 0) taken = default_index;
+    if (taken >= 0) return finish_ready();
+  }
+  locks.lock_all();
+  poll(false);
+  if (taken < 0 && default_index >= 0) taken = default_index;
+  if (taken >= 0) {
+    locks.unlock_all();
+    return finish_ready();
   }
 
   // Pass 2: queue a waiter on every channel case and park.
