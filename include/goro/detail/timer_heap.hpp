@@ -1,10 +1,21 @@
 // SPDX-License-Identifier: MIT
-// Per-worker timers: a 4-ary min-heap of intrusive timer nodes with index
-// back-pointers, so cancel is O(log n) and a cancelled timer leaves nothing
-// behind (Go's time.After-in-a-loop leak cannot happen).
+// Per-worker timers: a 4-ary min-heap of intrusive timer nodes, so cancel is
+// O(log n) and a cancelled timer leaves nothing behind (Go's
+// time.After-in-a-loop leak cannot happen).
+//
+// Layout: the heap array holds (deadline, slot) pairs; a slot table owned by
+// the heap maps each slot to its node and the node's heap position, and a
+// node only records its slot (written once, by add()). A sift therefore
+// reads and writes the heap's own arrays and never touches a node: nodes
+// live on the waiting fibers' stacks, a page apart each, and with 100k
+// sleepers every node touched was a cache and TLB miss (one per heap level
+// per pop, most of the timer cost; Go 1.23 keeps deadlines inline too).
 //
 // Invariants:
-//   * heap_ and every queued timer's index are guarded by mu_.
+//   * heap_, slots_, free_slots_ and every queued timer's slot are guarded by
+//     mu_. For a queued timer t: slots_[t->slot] == {t, p} and
+//     heap_[p].slot == t->slot. free_slots_ has capacity for every slot, so
+//     freeing one never allocates.
 //   * A timer is in at most one heap; timer::heap says which (guarded by that
 //     heap's mu_). A timer node lives in its owner's memory (usually on the
 //     waiting fiber's stack) and must stay alive until cancel() returned or it
@@ -22,6 +33,7 @@
 #include <cstdint>
 #include <limits>
 #include <mutex>
+#include <new>
 #include <vector>
 
 namespace goro::detail {
@@ -68,12 +80,16 @@ struct timer_node {
   void* context = nullptr;                       // for fire()'s use
   std::atomic<std::uint32_t> state{idle};
   std::atomic<timer_heap*> heap{nullptr};  // written under the heap's mu_; read racily by cancel()
-  std::size_t index = 0;       // guarded by heap->mu_
+  std::uint32_t slot = 0;      // in heap's slot table; guarded by heap->mu_
 };
 
 class timer_heap {
  public:
-  timer_heap() { heap_.reserve(64); }
+  timer_heap() {
+    heap_.reserve(64);
+    slots_.reserve(64);
+    free_slots_.reserve(64);
+  }
 
   // Any thread. Returns true when t became the earliest timer of this heap
   // (the caller may need to wake a worker sleeping past t->when).
@@ -81,11 +97,9 @@ class timer_heap {
     spin_guard lock(mu_);
     t->heap.store(this, std::memory_order_relaxed);  // relaxed: re-checked under mu_ by cancel()
     t->state.store(timer_node::queued, std::memory_order_relaxed);  // relaxed: read under mu_ or after fire's release
-    t->index = heap_.size();
-    heap_.push_back(t);
-    sift_up(t->index);
+    insert(t);  // may throw bad_alloc: nothing changed then but the two stores above
     publish_next();
-    return heap_.front() == t;
+    return node_at(0) == t;
   }
 
   // Any thread. Removes t if it is still queued here (true). If fire() is
@@ -105,7 +119,7 @@ class timer_heap {
       if (t->state.load(std::memory_order_relaxed) != timer_node::queued ||
           t->heap.load(std::memory_order_relaxed) != h)
         continue;
-      h->remove_at(t->index);
+      h->remove_at(h->slots_[t->slot].pos);
       h->publish_next();
       t->heap.store(nullptr, std::memory_order_relaxed);
       t->state.store(timer_node::idle, std::memory_order_release);
@@ -117,24 +131,31 @@ class timer_heap {
   // destroyed with timers still armed by objects that outlive it.
   void clear_all() noexcept {
     spin_guard lock(mu_);
-    for (timer_node* t : heap_) {
+    for (const entry& e : heap_) {
+      timer_node* t = slots_[e.slot].node;
       t->heap.store(nullptr, std::memory_order_relaxed);
       t->state.store(timer_node::idle, std::memory_order_release);
     }
     heap_.clear();
+    slots_.clear();
+    free_slots_.clear();
     publish_next();
   }
 
   // Fires every timer due at `now`. Returns how many fired. Worker threads.
+  // One at a time: a fire() may cancel another due timer (a context's
+  // deadline ends its children's), and cancel() waits out a timer in
+  // `firing`, so only the timer being fired may be in that state.
   std::size_t run_expired(steady_time now) {
-    if (next_ns_.load(std::memory_order_acquire) > to_ns(now)) return 0;  // acquire: pairs with publish_next
+    const std::int64_t now_ns = to_ns(now);
+    if (next_ns_.load(std::memory_order_acquire) > now_ns) return 0;  // acquire: pairs with publish_next
     std::size_t fired = 0;
     for (;;) {
       timer_node* t = nullptr;
       {
         spin_guard lock(mu_);
-        if (heap_.empty() || heap_.front()->when > now) break;
-        t = heap_.front();
+        if (heap_.empty() || heap_.front().when_ns > now_ns) break;
+        t = node_at(0);
         remove_at(0);
         publish_next();
         t->heap.store(nullptr, std::memory_order_relaxed);
@@ -142,23 +163,7 @@ class timer_heap {
       }
       t->fire(t);
       if (t->period.count() > 0) {
-        // A periodic timer (ticker) is re-armed here, while cancel() still
-        // waits on `firing`, never by fire() itself. Missed periods are
-        // skipped, like Go's ticker.
-        spin_guard lock(mu_);
-        t->when += t->period;
-        if (t->when <= now) t->when = now + t->period;
-        try {
-          heap_.push_back(t);
-        } catch (...) {  // out of memory: the ticker stops rather than the worker
-          t->state.store(timer_node::idle, std::memory_order_release);
-          continue;
-        }
-        t->heap.store(this, std::memory_order_relaxed);
-        t->index = heap_.size() - 1;
-        sift_up(t->index);
-        publish_next();
-        t->state.store(timer_node::queued, std::memory_order_release);
+        rearm(t, now);
       } else {
         t->state.store(timer_node::idle, std::memory_order_release);  // release: fire() is done with t (pairs with cancel)
       }
@@ -174,53 +179,106 @@ class timer_heap {
  private:
   static constexpr std::size_t arity = 4;
 
+  // A heap position: the deadline (the sift key) and the timer's slot.
+  struct entry {
+    std::int64_t when_ns;
+    std::uint32_t slot;
+  };
+  struct slot_info {
+    timer_node* node;
+    std::uint32_t pos;  // in heap_
+  };
+
+  timer_node* node_at(std::size_t pos) const noexcept GORO_NO_TSA { return slots_[heap_[pos].slot].node; }
+
+  // Queues t (state and heap already set). Strong guarantee on bad_alloc.
+  void insert(timer_node* t) GORO_NO_TSA {
+    std::uint32_t slot;
+    if (!free_slots_.empty()) {
+      slot = free_slots_.back();
+      heap_.push_back({to_ns(t->when), slot});  // may throw: nothing taken yet
+      free_slots_.pop_back();
+      slots_[slot] = {t, 0};
+    } else {
+      if (slots_.size() >= std::numeric_limits<std::uint32_t>::max()) throw std::bad_alloc();
+      slot = static_cast<std::uint32_t>(slots_.size());
+      if (free_slots_.capacity() < slots_.size() + 1) free_slots_.reserve(2 * slots_.size() + 64);
+      if (heap_.size() == heap_.capacity()) heap_.reserve(2 * heap_.size() + 64);
+      slots_.push_back({t, 0});  // may throw: the reservations above change nothing visible
+      heap_.push_back({to_ns(t->when), slot});  // reserved: never throws
+    }
+    t->slot = slot;
+    sift_up(heap_.size() - 1);
+  }
+
+  // A periodic timer (ticker) is re-armed here, after its fire(), while
+  // cancel() still waits on `firing`, never by fire() itself. Missed
+  // periods are skipped, like Go's ticker.
+  void rearm(timer_node* t, steady_time now) noexcept {
+    spin_guard lock(mu_);
+    t->when += t->period;
+    if (t->when <= now) t->when = now + t->period;
+    try {
+      insert(t);
+    } catch (...) {  // out of memory: the ticker stops rather than the worker
+      t->state.store(timer_node::idle, std::memory_order_release);
+      return;
+    }
+    t->heap.store(this, std::memory_order_relaxed);
+    publish_next();
+    t->state.store(timer_node::queued, std::memory_order_release);
+  }
+
   void publish_next() noexcept GORO_NO_TSA {
-    next_ns_.store(heap_.empty() ? no_deadline_ns : to_ns(heap_.front()->when),
+    next_ns_.store(heap_.empty() ? no_deadline_ns : heap_.front().when_ns,
                    std::memory_order_release);  // release: pairs with run_expired/next_deadline_ns readers
     size_.store(heap_.size(), std::memory_order_relaxed);  // relaxed: a statistic
   }
-  void place(std::size_t i, timer_node* t) noexcept GORO_NO_TSA {
-    heap_[i] = t;
-    t->index = i;
+  void place(std::size_t i, entry e) noexcept GORO_NO_TSA {
+    heap_[i] = e;
+    slots_[e.slot].pos = static_cast<std::uint32_t>(i);
   }
   void sift_up(std::size_t i) noexcept GORO_NO_TSA {
-    timer_node* t = heap_[i];
+    entry e = heap_[i];
     while (i > 0) {
       std::size_t parent = (i - 1) / arity;
-      if (heap_[parent]->when <= t->when) break;
+      if (heap_[parent].when_ns <= e.when_ns) break;
       place(i, heap_[parent]);
       i = parent;
     }
-    place(i, t);
+    place(i, e);
   }
   void sift_down(std::size_t i) noexcept GORO_NO_TSA {
-    timer_node* t = heap_[i];
+    entry e = heap_[i];
     std::size_t n = heap_.size();
     for (;;) {
       std::size_t first = i * arity + 1;
       if (first >= n) break;
       std::size_t best = first;
       for (std::size_t c = first + 1; c < first + arity && c < n; ++c)
-        if (heap_[c]->when < heap_[best]->when) best = c;
-      if (heap_[best]->when >= t->when) break;
+        if (heap_[c].when_ns < heap_[best].when_ns) best = c;
+      if (heap_[best].when_ns >= e.when_ns) break;
       place(i, heap_[best]);
       i = best;
     }
-    place(i, t);
+    place(i, e);
   }
   void remove_at(std::size_t i) noexcept GORO_NO_TSA {
-    timer_node* last = heap_.back();
+    free_slots_.push_back(heap_[i].slot);  // capacity reserved in insert(): never throws
+    entry last = heap_.back();
     heap_.pop_back();
     if (i == heap_.size()) return;
     place(i, last);
-    if (i > 0 && heap_[(i - 1) / arity]->when > last->when)
+    if (i > 0 && heap_[(i - 1) / arity].when_ns > last.when_ns)
       sift_up(i);
     else
       sift_down(i);
   }
 
   spinlock mu_;
-  std::vector<timer_node*> heap_;  // guarded by mu_
+  std::vector<entry> heap_;                // guarded by mu_
+  std::vector<slot_info> slots_;           // guarded by mu_
+  std::vector<std::uint32_t> free_slots_;  // guarded by mu_
   std::atomic<std::int64_t> next_ns_{no_deadline_ns};
   std::atomic<std::size_t> size_{0};
 };
