@@ -190,11 +190,7 @@ int select_impl(Cases&... cases) {
       },
       indices);
 
-  select_locks<n> locks;
-  for (auto* c : cores) locks.add(c);
-  locks.sort();
-
-  // Pass 1: poll in random order under all locks.
+  // Pass 1: poll in random order.
   std::array<std::uint8_t, n> order{};
   for (std::size_t i = 0; i < n; ++i) order[i] = static_cast<std::uint8_t>(i);
   for (std::size_t i = n; i > 1; --i) std::swap(order[i - 1], order[select_random() % i]);
@@ -233,11 +229,16 @@ int select_impl(Cases&... cases) {
   // cheap: bench/RESULTS.md, select over 4). Only when nothing is ready do we
   // take every lock, poll again and queue (pass 1b, pass 2), so no wake-up
   // can fall between the last poll and the queueing.
-  if (locks.n > 1) {
+  std::size_t channel_cases = 0;
+  for (auto* c : cores) channel_cases += c != nullptr ? 1 : 0;
+  if (channel_cases > 1) {
     poll(true);
     if (taken < 0 && default_index >= 0) taken = default_index;
     if (taken >= 0) return finish_ready();
   }
+  select_locks<n> locks;
+  for (auto* c : cores) locks.add(c);
+  locks.sort();
   locks.lock_all();
   poll(false);
   if (taken < 0 && default_index >= 0) taken = default_index;

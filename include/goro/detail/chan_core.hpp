@@ -42,6 +42,13 @@ struct chan_core {
   std::size_t head GORO_GUARDED_BY(lock) = 0;   // ring index of the oldest
   bool closed GORO_GUARDED_BY(lock) = false;
 
+  // Ring index i positions after `from` (i <= capacity): a compare instead
+  // of a division, which costs more than the rest of a buffered receive.
+  std::size_t ring_index(std::size_t from, std::size_t i) const noexcept {
+    std::size_t at = from + i;
+    return at >= capacity ? at - capacity : at;
+  }
+
   // Marks the channel closed and returns every waiter to wake (outcome
   // closed), linked through a local queue. Returns false if already closed.
   bool close_locked(wait_queue& to_wake) GORO_REQUIRES(lock) {
@@ -66,7 +73,7 @@ class chan_state : public chan_core {
   chan_state(const chan_state&) = delete;
   chan_state& operator=(const chan_state&) = delete;
   ~chan_state() GORO_NO_TSA {
-    for (std::size_t i = 0; i < count; ++i) std::destroy_at(ring_ + (head + i) % capacity);
+    for (std::size_t i = 0; i < count; ++i) std::destroy_at(ring_ + ring_index(head, i));
     if (ring_ != nullptr) std::allocator<T>().deallocate(ring_, capacity);
   }
 
@@ -79,11 +86,11 @@ class chan_state : public chan_core {
       T* slot = ring_ + head;
       out.emplace(std::move(*slot));
       std::destroy_at(slot);
-      head = (head + 1) % capacity;
+      head = ring_index(head, 1);
       --count;
       // A sender blocked on the full buffer moves its value to the tail.
       if (waiter* s = sendq.pop_claimed()) {
-        std::construct_at(ring_ + (head + count) % capacity, std::move(*static_cast<T*>(s->data)));
+        std::construct_at(ring_ + ring_index(head, count), std::move(*static_cast<T*>(s->data)));
         ++count;
         s->outcome = outcome_done;
         to_wake = s;
@@ -118,7 +125,7 @@ class chan_state : public chan_core {
       return true;
     }
     if (count < capacity) {
-      std::construct_at(ring_ + (head + count) % capacity, std::move(v));
+      std::construct_at(ring_ + ring_index(head, count), std::move(v));
       ++count;
       return true;
     }
