@@ -995,6 +995,63 @@ TEST_CASE("wait returns once every accepted task has finished, and can be reused
   });
 }
 
+// wait() sums per-core task tallies instead of reading one shared counter:
+// submitters and tasks on different workers count in different shards, so
+// this checks the sum under concurrency. Each waiter notes how many submits
+// had returned accepted before it called wait(); wait() must not return
+// before at least that many results were delivered.
+TEST_CASE("wait never returns before the tasks accepted ahead of it, with submitters and waiters on every worker",
+          "[pool]") {
+  unsigned workers = GORO_WORKERS();
+  goro_test::run_in_goro(workers, [] {
+    constexpr int submitters = 4;
+    constexpr int waiters = 3;
+    const int per_submitter = static_cast<int>(goro_test::scaled(5000, 500));
+    std::atomic<long> accepted{0};
+    std::atomic<long> delivered{0};
+    std::atomic<long> early_returns{0};
+    std::atomic<long> waits{0};
+    goro::worker_pool<int, void> pool({.workers = 8, .queue_capacity = 32, .name = "tally"},
+                                      [](goro::context, int) {},
+                                      [&](goro::result<void>) { delivered.fetch_add(1, std::memory_order_seq_cst); });
+    goro::wait_group submitting, waiting;
+    std::atomic<bool> done_submitting{false};
+    submitting.add(submitters);
+    for (int p = 0; p < submitters; ++p) {
+      goro::spawn({.name = "submitter"}, [&] {
+        for (int i = 0; i < per_submitter; ++i) {
+          REQUIRE(pool.submit(i) == submit_status::accepted);
+          accepted.fetch_add(1, std::memory_order_seq_cst);
+          if (i % 64 == 0) goro::this_fiber::yield();  // let the waiters interleave on every worker
+        }
+        submitting.done();
+      });
+    }
+    waiting.add(waiters);
+    for (int w = 0; w < waiters; ++w) {
+      goro::spawn({.name = "waiter"}, [&] {
+        while (!done_submitting.load()) {
+          const long before = accepted.load(std::memory_order_seq_cst);
+          pool.wait();
+          if (delivered.load(std::memory_order_seq_cst) < before) early_returns.fetch_add(1);
+          waits.fetch_add(1);
+          goro::this_fiber::yield();
+        }
+        waiting.done();
+      });
+    }
+    submitting.wait();
+    done_submitting = true;
+    waiting.wait();
+    pool.wait();
+    CHECK(delivered.load() == static_cast<long>(submitters) * per_submitter);
+    CHECK(early_returns.load() == 0);
+    CHECK(waits.load() > 0);
+    goro::pool_stats s = pool.shutdown(5s);
+    CHECK(s.completed == static_cast<std::uint64_t>(submitters) * static_cast<std::uint64_t>(per_submitter));
+  });
+}
+
 TEST_CASE("stats are consistent snapshots under concurrent submits from fibers and threads", "[pool]") {
   unsigned workers = GORO_WORKERS();
   goro_test::run_in_goro(workers, [] {
