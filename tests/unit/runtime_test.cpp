@@ -10,6 +10,9 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
+
+#include "goro/detail/stack_pool.hpp"
 
 using namespace std::chrono_literals;
 
@@ -210,4 +213,43 @@ TEST_CASE("runs can follow each other and run side by side on different threads"
   a.join();
   b.join();
   CHECK(total.load() == 3);
+}
+
+// The stack pool's high-water mark follows demand (detail/stack_pool.hpp):
+// the free stacks of a burst stay resident while the burst is recent, and go
+// back to the OS once demand has stayed low for a window or two, or at once
+// when the pool trims on idle. Driven on a private size-class pool, so the
+// only stack traffic is this test's.
+TEST_CASE("free stacks of a recent burst stay resident; they go back once demand has stayed low") {
+  using goro::detail::size_class_pool;
+  using goro::detail::stack_statistics;
+  size_class_pool pool(16 * 1024);
+  const std::size_t burst = 2 * size_class_pool::high_water;
+  std::vector<goro::detail::stack> taken;
+  pool.take(taken, burst);
+  while (taken.size() < burst) pool.take(taken, burst - taken.size());
+  auto released = [] { return stack_statistics().released.load(); };
+
+  // The burst drains: past the fixed high-water mark, but within the peak.
+  const long before_drain = released();
+  for (auto& s : taken) pool.give(s);
+  taken.clear();
+  CHECK(released() == before_drain);
+
+  // Demand stays at one stack: within two or three windows the peak no
+  // longer counts, and the next give() returns the excess. The sleep is the
+  // stimulus (the policy is time-windowed), the deadline a generous bound.
+  const auto deadline = std::chrono::steady_clock::now() + 4 * std::chrono::milliseconds(GORO_STACK_TRIM_IDLE_MS) + 10s;
+  while (released() - before_drain < static_cast<long>(burst - size_class_pool::high_water) &&
+         std::chrono::steady_clock::now() < deadline) {
+    pool.take(taken, 1);
+    pool.give(taken.back());
+    taken.clear();
+    std::this_thread::sleep_for(20ms);
+  }
+  CHECK(released() - before_drain >= static_cast<long>(burst - size_class_pool::high_water));
+
+  // Idle long enough: everything beyond the floor goes back.
+  pool.trim_if_idle(size_class_pool::monotonic_coarse_ns() + 2'000'000LL * GORO_STACK_TRIM_IDLE_MS);
+  CHECK(released() - before_drain >= static_cast<long>(burst - GORO_STACK_TRIM_FLOOR));
 }

@@ -40,7 +40,13 @@
 // a high-water mark, and after a second without stack traffic down to a
 // small floor (trim_if_idle, called by workers going idle). Releasing more
 // eagerly costs a page fault at every reuse (~2-3 us in a VM): it made spawn
-// four times slower than Go's.
+// four times slower than Go's. The high-water mark follows demand: it is at
+// least the most stacks in use at once during the last one to two seconds
+// (GORO_STACK_TRIM_IDLE_MS windows), so the stacks of a burst that is still
+// draining are kept for the next burst instead of being released one
+// exit at a time while the process is at its busiest (100k sleepers: 8% of
+// the time went to those releases, more to faulting pages back in), and
+// are released once demand has stayed lower for a window or two.
 //
 // Invariants:
 //   * stack_cache is owned by one worker and touched only on its thread.
@@ -167,9 +173,10 @@ class size_class_pool {
   // Appends up to `want` free stacks to out (at least one; maps a slab when
   // the pool is empty). Throws std::bad_alloc when the kernel refuses.
   void take(std::vector<stack>& out, std::size_t want) {
-    touch();
+    const std::int64_t now = touch();
     {
       std::lock_guard lock(mu_);
+      const std::size_t before = out.size();
       while (want > 0 && !dirty_.empty()) {
         out.push_back(dirty_.back());
         dirty_.pop_back();
@@ -183,6 +190,8 @@ class size_class_pool {
       }
       if (want > 0) carve_slab(out, want);
       dirty_size_.store(dirty_.size(), std::memory_order_relaxed);  // relaxed: a hint for trim_deadline_ns
+      in_use_ += out.size() - before;
+      note_demand(now);
     }
   }
 
@@ -204,6 +213,9 @@ class size_class_pool {
       excess.assign(dirty_.begin() + GORO_STACK_TRIM_FLOOR, dirty_.end());
       dirty_.resize(GORO_STACK_TRIM_FLOOR);
       dirty_size_.store(dirty_.size(), std::memory_order_relaxed);
+      // Idle: the last burst's demand no longer counts.
+      peak_in_use_ = in_use_;
+      previous_peak_ = 0;
     }
     release(excess);
     std::lock_guard lock(mu_);
@@ -216,24 +228,36 @@ class size_class_pool {
     return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
   }
 
-  // Takes back a free stack. When the dirty list passes its high-water mark,
-  // the excess down to the low-water mark goes back to the OS in one batch:
+  // Takes back a free stack. When the dirty list passes its high-water mark
+  // (high_water, or the recent peak demand if higher), the excess down to
+  // (high_water - low_water) below it goes back to the OS in one batch:
   // sorted by address, so the freed slots of a slab merge into one madvise.
   void give(stack s) noexcept {
-    touch();
+    const std::int64_t now = touch();
     std::vector<stack> excess;
     {
       std::lock_guard lock(mu_);
-      dirty_.push_back(s);  // capacity reserved for high water + 1: never throws
+      --in_use_;
+      note_demand(now);
+      if (dirty_.size() == dirty_.capacity()) {
+        try {
+          dirty_.reserve(2 * dirty_.size());
+        } catch (...) {
+          return;  // no memory for the list: leak this slot's address space, keep the invariant
+        }
+      }
+      dirty_.push_back(s);  // capacity reserved above: never throws
       dirty_size_.store(dirty_.size(), std::memory_order_relaxed);
-      if (dirty_.size() <= high_water) return;
+      const std::size_t limit = std::max(high_water, std::max(peak_in_use_, previous_peak_));
+      if (dirty_.size() <= limit) return;
+      const std::size_t keep = limit - (high_water - low_water);
       try {
-        excess.assign(dirty_.begin() + low_water, dirty_.end());
+        excess.assign(dirty_.begin() + static_cast<std::ptrdiff_t>(keep), dirty_.end());
       } catch (...) {
         dirty_.pop_back();  // no memory to batch: leak this slot's address space, keep the invariant
         return;
       }
-      dirty_.resize(low_water);
+      dirty_.resize(keep);
       dirty_size_.store(dirty_.size(), std::memory_order_relaxed);
     }
     release(excess);
@@ -316,9 +340,21 @@ class size_class_pool {
   }
 
   // Records stack traffic (coarse clock; relaxed: a hint for trimming).
-  void touch() noexcept {
+  std::int64_t touch() noexcept {
     std::int64_t now = monotonic_coarse_ns();
     if (last_activity_ns_.load(std::memory_order_relaxed) != now) last_activity_ns_.store(now, std::memory_order_relaxed);
+    return now;
+  }
+
+  // Tracks the peak of in_use_ per window of GORO_STACK_TRIM_IDLE_MS; the
+  // high-water mark in give() is the peak of this window and the last.
+  void note_demand(std::int64_t now) noexcept {
+    if (now - window_start_ns_ >= GORO_STACK_TRIM_IDLE_MS * 1'000'000LL) {
+      previous_peak_ = peak_in_use_;
+      peak_in_use_ = in_use_;
+      window_start_ns_ = now;
+    }
+    peak_in_use_ = std::max(peak_in_use_, in_use_);
   }
 
   const std::size_t size_class_;
@@ -327,6 +363,10 @@ class size_class_pool {
   std::atomic<std::int64_t> last_activity_ns_{0};
   std::mutex mu_;
   std::vector<stack> dirty_;  // guarded by mu_: recently used, pages still resident
+  std::size_t in_use_ = 0;          // guarded by mu_: taken and not given back (in worker caches or fibers)
+  std::size_t peak_in_use_ = 0;     // guarded by mu_: most in use at once in this window
+  std::size_t previous_peak_ = 0;   // guarded by mu_: the same for the window before
+  std::int64_t window_start_ns_ = 0;  // guarded by mu_: coarse monotonic clock
   std::vector<stack> clean_;  // guarded by mu_: pages returned to the OS
 };
 
