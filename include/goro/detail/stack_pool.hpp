@@ -229,9 +229,9 @@ class size_class_pool {
   }
 
   // Takes back a free stack. When the dirty list passes its high-water mark
-  // (high_water, or the recent peak demand if higher), the excess down to
-  // (high_water - low_water) below it goes back to the OS in one batch:
-  // sorted by address, so the freed slots of a slab merge into one madvise.
+  // (high_water, or the recent peak demand if higher), a batch of
+  // (high_water - low_water) free stacks goes back to the OS: sorted by
+  // address, so the freed slots of a slab merge into one madvise.
   void give(stack s) noexcept {
     const std::int64_t now = touch();
     std::vector<stack> excess;
@@ -250,7 +250,12 @@ class size_class_pool {
       dirty_size_.store(dirty_.size(), std::memory_order_relaxed);
       const std::size_t limit = std::max(high_water, std::max(peak_in_use_, previous_peak_));
       if (dirty_.size() <= limit) return;
-      const std::size_t keep = limit - (high_water - low_water);
+      // One batch of (high_water - low_water) stacks per give(): when the
+      // limit falls after a large burst, the excess goes back over the
+      // following gives (or at the idle trim), not in one long stall of the
+      // worker whose fiber happens to exit first. dirty_ > limit >=
+      // high_water, so at least low_water stay.
+      const std::size_t keep = dirty_.size() - (high_water - low_water);
       try {
         excess.assign(dirty_.begin() + static_cast<std::ptrdiff_t>(keep), dirty_.end());
       } catch (...) {
