@@ -241,7 +241,7 @@ class size_class_pool {
       note_demand(now);
       if (dirty_.size() == dirty_.capacity()) {
         try {
-          dirty_.reserve(2 * dirty_.size());
+          dirty_.reserve(2 * dirty_.size() + 64);
         } catch (...) {
           return;  // no memory for the list: leak this slot's address space, keep the invariant
         }
