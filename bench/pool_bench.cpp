@@ -40,7 +40,7 @@ constexpr std::int64_t kExpected = kTasks * (kTasks - 1) / 2;
 std::int64_t worker_pool_run(std::int64_t tasks, goro::overflow_policy policy, std::atomic<std::int64_t>& sum) {
   goro::worker_pool<std::int64_t, void> pool(
       {.workers = kWorkers, .queue_capacity = kQueue, .overflow = policy, .name = "bench"},
-      [&sum](goro::context, std::int64_t v) { sum.fetch_add(v, std::memory_order_relaxed); },
+      [&sum](const goro::context&, std::int64_t v) { sum.fetch_add(v, std::memory_order_relaxed); },
       [](goro::result<void>) {});
   std::int64_t accepted = 0;
   for (std::int64_t i = 0; i < tasks; ++i) accepted += pool.submit(i) == goro::submit_status::accepted ? 1 : 0;

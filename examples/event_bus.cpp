@@ -37,7 +37,7 @@ class event_bus {
 
   event_bus(std::size_t workers, std::size_t queue)
       : pool_({.workers = workers, .queue_capacity = queue, .name = "event-bus"},
-              [](goro::context ctx, delivery d) { (*d.fn)(ctx, *d.ev); },
+              [](const goro::context& ctx, delivery d) { (*d.fn)(ctx, *d.ev); },
               [](goro::result<void> r) { report_failure(r); }) {}
 
   void subscribe(const std::string& topic, handler fn) {

@@ -219,7 +219,7 @@ class stage {
         order_(3 * s.opts.workers + 2),
         ready_(4),
         pool_({.workers = s.opts.workers, .overflow = goro::overflow_policy::block, .name = "stage"},
-              [this](goro::context ctx, stage_task task) { process(ctx, std::move(task)); },
+              [this](const goro::context& ctx, stage_task task) { process(ctx, std::move(task)); },
               [](goro::result<void>) {}) {}
 
   // The channel of processed batches, in read order (output reads it).
