@@ -30,6 +30,15 @@ class global_queue {
     size_.fetch_sub(1, std::memory_order_relaxed);  // relaxed: a count, the queue itself synchronises the fiber
     return f;
   }
+  // Takes up to max fibers into out; returns how many. One call moves a
+  // batch, so a worker fed by another worker's overflow pays the queue's
+  // shared cache lines once per batch, not once per fiber (Go's globrunqget).
+  std::size_t pop_bulk(fiber** out, std::size_t max) {
+    if (size_.load(std::memory_order_acquire) <= 0) return 0;  // acquire: pairs with push
+    std::size_t n = queue_.try_dequeue_bulk(out, max);
+    if (n != 0) size_.fetch_sub(static_cast<std::int64_t>(n), std::memory_order_relaxed);  // relaxed: as in pop()
+    return n;
+  }
   // Approximate; exact once all pushers and poppers are quiet.
   std::int64_t size() const noexcept { return size_.load(std::memory_order_acquire); }
   bool empty() const noexcept { return size() <= 0; }

