@@ -36,7 +36,7 @@ void sleep_for(std::chrono::duration<Rep, Period> d) {
     yield();
     return;
   }
-  sleep_until(detail::deadline_after(d));
+  detail::sleep_until_time(detail::deadline_after(d), /*is_future=*/true);
 }
 
 // id() is the calling fiber's id (unique in the process, never reused), or 0
