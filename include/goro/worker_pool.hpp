@@ -364,7 +364,7 @@ class worker_pool {
   }
 
   // Runs a task under the worker's context: nothing to create per task.
-  void run(worker_counters& counters, const context& worker_ctx, In&& item) {
+  [[gnu::always_inline]] void run(worker_counters& counters, const context& worker_ctx, In&& item) {
     counters.active.store(1, std::memory_order_relaxed);  // relaxed: see bump()
     result<Out> r = capture([&] { return fn_(worker_ctx, std::move(item)); });
     count(counters, worker_ctx.err(), r);

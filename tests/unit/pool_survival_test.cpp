@@ -737,6 +737,39 @@ TEST_CASE("contexts: with a task_timeout, a task's context ends when it returns,
   });
 }
 
+// fn may take its context by const reference (no refcount round trip per
+// task); the reference is the task's own context, valid while fn runs, and
+// shutdown's cancellation reaches a task through it.
+TEST_CASE("contexts: fn may take its context by const reference, and it is the task's context", "[pool]") {
+  unsigned workers = GORO_WORKERS();
+  goro_test::run_in_goro(workers, [] {
+    std::atomic<int> with_deadline{0};
+    std::atomic<int> cancelled_seen{0};
+    goro::chan<int> started{1};
+    goro::worker_pool<int, int> pool({.workers = 2, .task_timeout = 30s, .name = "ref-ctx"},
+                                     [&](const goro::context& ctx, int v) {
+                                       if (ctx.deadline()) with_deadline.fetch_add(1);
+                                       if (v == 99) {
+                                         started.send(v);
+                                         if (goro::this_fiber::sleep_for(ctx, 30s) == goro::context_errc::canceled)
+                                           cancelled_seen.fetch_add(1);
+                                       }
+                                       return v;
+                                     },
+                                     [](goro::result<int>) {});
+    for (int i = 0; i < 4; ++i) REQUIRE(pool.submit(i) == submit_status::accepted);
+    pool.wait();
+    CHECK(with_deadline.load() == 4);  // each saw its task_timeout deadline
+    REQUIRE(pool.submit(99) == submit_status::accepted);
+    REQUIRE(started.recv());
+    goro::pool_stats s = pool.shutdown(20ms);
+    INFO(describe(s));
+    CHECK(s.completed == 4);
+    CHECK(s.cancelled == 1);
+    CHECK(cancelled_seen.load() == 1);
+  });
+}
+
 // ---- (4) Exception isolation --------------------------------------------------------------
 
 TEST_CASE("exceptions: throwing tasks are counted as failed and never kill a worker", "[pool]") {
