@@ -306,6 +306,11 @@ inline fiber* new_fiber(fiber_cache* cache) {
     return new fiber();
   } else {
     void* p = cache != nullptr ? cache->allocate() : depot().take_one();
+    // Value-initialised on purpose: the zeroing `rep stos` writes whole
+    // cache lines, which the core can own without first fetching them from
+    // the core that last ran (and freed) this object. Default-initialising
+    // (member by member) was ~7% faster on 1 worker and 20-40% slower for
+    // spawn+join on 2 workers (bench/RESULTS.md, session 5).
     return ::new (p) fiber();
   }
 }
