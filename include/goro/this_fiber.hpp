@@ -36,7 +36,7 @@ void sleep_for(std::chrono::duration<Rep, Period> d) {
     yield();
     return;
   }
-  detail::sleep_until_time(detail::deadline_after(d), /*is_future=*/true);
+  detail::sleep_until_future(detail::deadline_after(d));
 }
 
 // id() is the calling fiber's id (unique in the process, never reused), or 0

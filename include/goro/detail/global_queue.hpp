@@ -24,11 +24,8 @@ class global_queue {
     size_.fetch_add(static_cast<std::int64_t>(n), std::memory_order_release);
   }
   fiber* pop() {
-    if (size_.load(std::memory_order_acquire) <= 0) return nullptr;  // acquire: pairs with push
     fiber* f = nullptr;
-    if (!queue_.try_dequeue(f)) return nullptr;
-    size_.fetch_sub(1, std::memory_order_relaxed);  // relaxed: a count, the queue itself synchronises the fiber
-    return f;
+    return pop_bulk(&f, 1) == 1 ? f : nullptr;
   }
   // Takes up to max fibers into out; returns how many. One call moves a
   // batch, so a worker fed by another worker's overflow pays the queue's

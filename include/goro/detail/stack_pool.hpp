@@ -278,17 +278,19 @@ class size_class_pool {
   static constexpr std::size_t low_water = GORO_STACK_CACHE_SHARED;
 
  private:
-  // process_madvise(advice) on our own ranges, in one call. True when every
+  // process_madvise(Advice) on our own ranges, in one call. True when every
   // range was advised; false when the kernel has no PIDFD_SELF (before 6.15:
   // EBADF, or EINVAL), refused, or stopped part way (the caller then
-  // advises range by range). After one refusal it is not tried again.
-  static bool advise_self(iovec* ranges, std::size_t n, int advice) noexcept {
+  // advises range by range). After one refusal that advice is not batched
+  // again (one flag per advice: a kernel may batch one and not another).
+  template <int Advice>
+  static bool advise_self(iovec* ranges, std::size_t n) noexcept {
     constexpr int pidfd_self = -10000;  // PIDFD_SELF_THREAD (Linux 6.15): this thread's mm
     static std::atomic<bool> supported{true};
     if (!supported.load(std::memory_order_relaxed)) return false;  // relaxed: a hint; the fallback is always correct
     std::size_t bytes = 0;
     for (std::size_t i = 0; i < n; ++i) bytes += ranges[i].iov_len;
-    long done = ::syscall(SYS_process_madvise, pidfd_self, ranges, n, advice, 0);
+    long done = ::syscall(SYS_process_madvise, pidfd_self, ranges, n, Advice, 0);
     if (done < 0) supported.store(false, std::memory_order_relaxed);
     return done >= 0 && static_cast<std::size_t>(done) == bytes;
   }
@@ -305,7 +307,7 @@ class size_class_pool {
     std::size_t n = 0;
     auto flush = [&]() noexcept {
       if (n == 0) return;
-      if (!advise_self(iov, n, MADV_DONTNEED)) {
+      if (!advise_self<MADV_DONTNEED>(iov, n)) {
         for (std::size_t k = 0; k < n; ++k) ::madvise(iov[k].iov_base, iov[k].iov_len, MADV_DONTNEED);
       }
       n = 0;
@@ -357,7 +359,7 @@ class size_class_pool {
     // us per stack here, and a cold burst of fibers carves a slab per 64 of
     // them. Refused (older kernels: no PIDFD_SELF) or cut short: one madvise
     // per stack (installing a guard region twice is harmless).
-    if (n_guards > 0 && !advise_self(guards, n_guards, madv_guard_install)) {
+    if (n_guards > 0 && !advise_self<madv_guard_install>(guards, n_guards)) {
       for (stack& s : slab) {
         if (s.guarded && ::madvise(s.base, ps, madv_guard_install) != 0) {
           s.guarded = false;
