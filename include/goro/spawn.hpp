@@ -17,7 +17,7 @@ namespace goro {
 
 struct spawn_options {
   std::string name;            // shown by dump_fibers(), the leak checker and panics
-  std::size_t stack_size = 0;  // usable bytes; 0 = the runtime's default
+  std::size_t stack_size = 0;  // usable bytes; 0 = the runtime's default; over 1 GiB: spawn throws std::bad_alloc
 };
 
 // spawn() starts fn() as a new fiber and returns at once. fn is moved (or

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -177,6 +178,24 @@ TEST_CASE("spawn_options stack_size gives a larger stack") {
     });
     wg.wait();
     CHECK(ok.load());
+  });
+}
+
+TEST_CASE("spawn_options stack_size over 1 GiB throws bad_alloc at spawn and starts nothing") {
+  goro_test::run_in_goro(2, [] {
+    std::atomic<bool> ran{false};
+    for (std::size_t size : {(std::size_t{1} << 30) + 1, std::size_t{1} << 32, std::size_t{1} << 40}) {
+      CHECK_THROWS_AS(goro::spawn({.name = "huge", .stack_size = size}, [&] { ran = true; }), std::bad_alloc);
+    }
+    // A size that is not refused is recorded exactly (in 32 bits of the
+    // fiber): a fiber asking for 1 MiB + 1 page says so.
+    goro::chan<std::size_t> reported{1};
+    goro::spawn({.name = "odd-size", .stack_size = (1u << 20) + 4096}, [&] {
+      for (const goro::fiber_info& info : goro::list_fibers())
+        if (info.name == "odd-size") reported.send(info.stack_size);
+    });
+    CHECK(reported.recv() == (1u << 20) + 4096);
+    CHECK_FALSE(ran.load());
   });
 }
 

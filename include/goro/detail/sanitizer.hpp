@@ -88,4 +88,81 @@ inline void asan_unpoison(void* addr, std::size_t size) noexcept {
 #endif
 }
 
+// What an execution context must remember for the sanitizers between
+// switches: TSan's handles for the fiber and for whoever resumed it, ASan's
+// bounds of the resumer's stack. Each part is stored only in a build with
+// that sanitizer; in a plain build this is an empty class (held with
+// [[no_unique_address]]), reads give null and writes vanish, so a fiber
+// does not carry 32 bytes it never uses.
+class context_state {
+ public:
+  void* tsan_fiber() const noexcept {
+#if GORO_TSAN
+    return tsan_fiber_;
+#else
+    return nullptr;
+#endif
+  }
+  void* tsan_resumer() const noexcept {
+#if GORO_TSAN
+    return tsan_resumer_;
+#else
+    return nullptr;
+#endif
+  }
+  void set_tsan_fiber(void* handle) noexcept {
+#if GORO_TSAN
+    tsan_fiber_ = handle;
+#else
+    (void)handle;
+#endif
+  }
+  void set_tsan_resumer(void* handle) noexcept {
+#if GORO_TSAN
+    tsan_resumer_ = handle;
+#else
+    (void)handle;
+#endif
+  }
+  const void* asan_resumer_bottom() const noexcept {
+#if GORO_ASAN
+    return asan_resumer_bottom_;
+#else
+    return nullptr;
+#endif
+  }
+  std::size_t asan_resumer_size() const noexcept {
+#if GORO_ASAN
+    return asan_resumer_size_;
+#else
+    return 0;
+#endif
+  }
+  // Where asan_finish_switch stores the resumer's bounds (null: not kept).
+  const void** asan_resumer_bottom_out() noexcept {
+#if GORO_ASAN
+    return &asan_resumer_bottom_;
+#else
+    return nullptr;
+#endif
+  }
+  std::size_t* asan_resumer_size_out() noexcept {
+#if GORO_ASAN
+    return &asan_resumer_size_;
+#else
+    return nullptr;
+#endif
+  }
+
+ private:
+#if GORO_TSAN
+  void* tsan_fiber_ = nullptr;
+  void* tsan_resumer_ = nullptr;
+#endif
+#if GORO_ASAN
+  const void* asan_resumer_bottom_ = nullptr;
+  std::size_t asan_resumer_size_ = 0;
+#endif
+};
+
 }  // namespace goro::detail::sanitizer

@@ -684,6 +684,7 @@ void scheduler::spawn(const std::string& name, std::size_t stack_size, goro::sou
   worker* w = current_worker();
   if (w != nullptr && &w->sched() != this) w = nullptr;
   if (stack_size == 0) stack_size = stack_size_;
+  if (stack_size > max_stack_size) throw std::bad_alloc();  // as size_class_pool would, at the first run
 
   // No stack yet: the worker that first runs the fiber takes one (worker::
   // execute), so spawning is an allocation (from this worker's free fiber
@@ -719,10 +720,9 @@ void scheduler::spawn(const std::string& name, std::size_t stack_size, goro::sou
   f->sched = this;
   f->name = name;
   f->spawn_site = site;
-  f->stack_size = stack_size;
   f->is_main = is_main;
   f->id = w != nullptr ? w->next_fiber_id() : process().next_id.fetch_add(1, std::memory_order_relaxed);
-  f->context.prepare(context_entry{&run_fiber, &finalize_fiber, f});
+  f->context.prepare(context_entry{&run_fiber, &finalize_fiber, f}, stack_size);
 
   if (w != nullptr) {
     w->registry().add(f);
@@ -860,13 +860,13 @@ inline void worker::loop() {
 // recently freed stack is still hot) and build its context on it.
 inline void worker::give_first_stack(fiber* f) noexcept {
   try {
-    stack st = f->stack_size == stacks_.stack_size() ? stacks_.take() : take_stack(f->stack_size);
+    stack st = f->context.stack_size() == stacks_.stack_size() ? stacks_.take() : take_stack(f->context.stack_size());
     f->context.create(st, reinterpret_cast<char*>(reinterpret_cast<std::uintptr_t>(st.top()) & ~std::uintptr_t{63}));
     f->stack_guarded.store(st.guarded, std::memory_order_relaxed);  // relaxed: descriptive
   } catch (...) {
     // Go too dies when it cannot grow a stack; spawn() no longer allocates one.
     std::fprintf(stderr, "goro: fatal: no memory for the stack of fiber %llu \"%s\" (%zu bytes)\n",
-                 static_cast<unsigned long long>(f->id), f->name.c_str(), f->stack_size);
+                 static_cast<unsigned long long>(f->id), f->name.c_str(), f->context.stack_size());
     GORO_FATAL("out of memory for a fiber stack");
   }
 }
@@ -1319,7 +1319,7 @@ inline fiber_info snapshot(const fiber* f) {
   if (info.state == fiber_state::waiting)
     info.waiting_for =
         std::chrono::nanoseconds(coarse_now_ns() - f->blocked_since_ns.load(std::memory_order_relaxed));
-  info.stack_size = f->stack_size;
+  info.stack_size = f->context.stack_size();
   info.guarded = f->stack_guarded.load(std::memory_order_relaxed);  // relaxed: descriptive
   info.is_main = f->is_main;
   return info;

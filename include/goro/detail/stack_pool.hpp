@@ -84,11 +84,19 @@ inline std::size_t page_size() noexcept {
   return size;
 }
 
+// The largest usable stack size (Go's limit too): a fiber that needs more
+// is a bug. It keeps a stack's sizes in 31 bits and the stack 16 bytes
+// (every fiber carries one).
+inline constexpr std::size_t max_stack_size = std::size_t{1} << 30;
+
 struct stack {
-  char* base = nullptr;         // start of the slot: the guard page (a guard region or PROT_NONE only when guarded)
-  std::uint32_t slot_size = 0;  // guard page + usable (size_class_pool caps it: 32 bits keep fiber small)
-  bool guarded = false;
-  std::size_t size_class = 0;   // the usable size asked for; pools match on it
+  char* base = nullptr;  // start of the slot: the guard page (a guard region or PROT_NONE only when guarded)
+  std::uint32_t slot_size : 31 = 0;  // guard page + usable: at most 1 GiB + a page
+  bool guarded : 1 = false;
+  // The usable size asked for; pools match on it. A word of its own: a
+  // fiber's stack records it before the stack is taken, and diagnostics
+  // read it from other threads while the worker fills in the rest.
+  std::uint32_t size_class = 0;
 
   char* bottom() const noexcept { return base + page_size(); }  // lowest usable byte: the canary zone
   char* top() const noexcept { return base + slot_size; }
@@ -113,6 +121,7 @@ struct stack {
   }
   explicit operator bool() const noexcept { return base != nullptr; }
 };
+static_assert(sizeof(void*) != 8 || sizeof(stack) == 16, "stack grew: every fiber carries one");
 
 struct stack_stats {
   std::atomic<long> slots{0};    // stack slots carved so far (live or free)
@@ -166,7 +175,7 @@ class size_class_pool {
   explicit size_class_pool(std::size_t usable) : size_class_(usable) {
     std::size_t ps = page_size();
     usable_ = (std::max(usable, 4 * ps) + ps - 1) / ps * ps;
-    if (usable >= std::size_t{1} << 31) throw std::bad_alloc();  // stack::slot_size is 32 bits
+    if (usable > max_stack_size) throw std::bad_alloc();  // stack's sizes are 31 bits
   }
   std::size_t size_class() const noexcept { return size_class_; }
 
@@ -343,7 +352,7 @@ class size_class_pool {
     std::size_t n_guards = 0;
     for (std::size_t i = 0; i < slab_stacks; ++i) {
       stack& s = slab[i];
-      s = stack{base + i * slot, static_cast<std::uint32_t>(slot), false, size_class_};
+      s = stack{base + i * slot, static_cast<std::uint32_t>(slot), false, static_cast<std::uint32_t>(size_class_)};
       if (stack_statistics().guarded.fetch_add(1, std::memory_order_relaxed) >= guard_budget()) {  // relaxed: a budget
         stack_statistics().guarded.fetch_sub(1, std::memory_order_relaxed);
       } else if (regions) {

@@ -79,24 +79,35 @@ class execution_context {
   bool created() const noexcept { return created_; }
   // Valid once created(); written by the worker that creates the context.
   const detail::stack& stack() const noexcept { return stack_; }
+  // The usable stack size the fiber runs on: asked for at prepare(), and
+  // the size class of stack() once created (the same value).
+  std::size_t stack_size() const noexcept { return stack_.size_class; }
 
-  // Records the fiber's entry. The stack comes later (create()): a fiber
-  // that has not run yet owns no stack, so a million queued fibers cost a
-  // million small objects, not a million touched stack pages.
-  void prepare(context_entry entry) noexcept { entry_ = entry; }
+  // Records the fiber's entry and the stack size it asked for. The stack
+  // comes later (create()): a fiber that has not run yet owns no stack, so
+  // a million queued fibers cost a million small objects, not a million
+  // touched stack pages. stack_size <= max_stack_size (the caller checks).
+  void prepare(context_entry entry, std::size_t stack_size) noexcept {
+    entry_ = entry;
+    stack_.size_class = static_cast<std::uint32_t>(stack_size);
+  }
 
   // Builds the context on s; sp is where the stack proper starts. The
   // worker about to resume the fiber for the first time.
   void create(detail::stack s, char* sp) {
-    stack_ = s;
+    // Not size_class: prepare() set it (s has the same), and diagnostics
+    // read it from other threads (stack_size()) without synchronising with us.
+    stack_.base = s.base;
+    stack_.slot_size = s.slot_size;
+    stack_.guarded = s.guarded;
     created_ = true;
-    tsan_fiber_ = sanitizer::tsan_create();
+    san_.set_tsan_fiber(sanitizer::tsan_create());
     boost::context::stack_context sctx;
     sctx.sp = sp;
     sctx.size = static_cast<std::size_t>(sp - s.bottom());
     void* self = sanitizer::tsan_current();
     // The Boost constructor jumps into the new stack and straight back.
-    sanitizer::tsan_switch_to(tsan_fiber_);
+    sanitizer::tsan_switch_to(san_.tsan_fiber());
     context_ = boost::context::fiber(std::allocator_arg, boost::context::preallocated(sp, sctx.size, sctx),
                                      stack_releaser{s}, [this](boost::context::fiber&& resumer) {
                                        return entry_point(std::move(resumer));
@@ -111,9 +122,9 @@ class execution_context {
   // switch): the fiber runs on this thread until it suspends again.
   bool resume(eh_globals* thread_globals) noexcept {
     thread_eh_ = thread_globals;
-    void* fiber_handle = tsan_fiber_;
+    void* fiber_handle = san_.tsan_fiber();
     void* self = sanitizer::tsan_current();
-    tsan_resumer_ = self;
+    san_.set_tsan_resumer(self);
     void* fake_stack = nullptr;
     sanitizer::asan_start_switch(&fake_stack, stack_.bottom(), stack_.usable_size());
     sanitizer::tsan_switch_to(fiber_handle);
@@ -146,8 +157,8 @@ class execution_context {
     *globals = eh_globals{};
     void* fake_stack = nullptr;
     arrival on_arrival{*this, fake_stack};
-    sanitizer::asan_start_switch(&fake_stack, asan_resumer_bottom_, asan_resumer_size_);
-    sanitizer::tsan_switch_to(tsan_resumer_);
+    sanitizer::asan_start_switch(&fake_stack, san_.asan_resumer_bottom(), san_.asan_resumer_size());
+    sanitizer::tsan_switch_to(san_.tsan_resumer());
     resumer_ = std::move(resumer_).resume();
   }
 
@@ -162,9 +173,9 @@ class execution_context {
     eh_globals saved = *globals;
     *globals = eh_globals{};
     thread_eh_ = globals;
-    void* fiber_handle = tsan_fiber_;
+    void* fiber_handle = san_.tsan_fiber();
     void* self = sanitizer::tsan_current();
-    tsan_resumer_ = self;
+    san_.set_tsan_resumer(self);
     boost::context::fiber victim = std::move(context_);
     if (!started_) {
       // Never ran: the entry point never started, so nothing on the stack
@@ -200,7 +211,7 @@ class execution_context {
     execution_context& self;
     void*& fake_stack;
     ~arrival() {
-      sanitizer::asan_finish_switch(fake_stack, &self.asan_resumer_bottom_, &self.asan_resumer_size_);
+      sanitizer::asan_finish_switch(fake_stack, self.san_.asan_resumer_bottom_out(), self.san_.asan_resumer_size_out());
       *self.thread_eh_ = self.eh_;  // thread_eh_ was set by whoever resumed (or unwinds) us
     }
   };
@@ -208,7 +219,7 @@ class execution_context {
   boost::context::fiber entry_point(boost::context::fiber&& resumer) {
     started_ = true;
     resumer_ = std::move(resumer);
-    sanitizer::asan_finish_switch(nullptr, &asan_resumer_bottom_, &asan_resumer_size_);
+    sanitizer::asan_finish_switch(nullptr, san_.asan_resumer_bottom_out(), san_.asan_resumer_size_out());
     *thread_eh_ = eh_globals{};
     try {
       entry_.run(entry_.arg);
@@ -226,8 +237,8 @@ class execution_context {
   // *this, so copy what the final switch needs first), then tell ASan we
   // leave for good. (TSan is switched back by the resumer: see resume().)
   void leave_for_good_prepare() noexcept {
-    const void* bottom = asan_resumer_bottom_;
-    std::size_t size = asan_resumer_size_;
+    const void* bottom = san_.asan_resumer_bottom();
+    std::size_t size = san_.asan_resumer_size();
     context_entry entry = entry_;
     entry.finalize(entry.arg);  // *this may be gone from here on
     sanitizer::asan_start_switch(nullptr, bottom, size);  // nullptr: this fake stack dies
@@ -237,10 +248,7 @@ class execution_context {
   boost::context::fiber resumer_;  // the worker loop that runs it, while running
   detail::stack stack_{};
   context_entry entry_{};
-  void* tsan_fiber_ = nullptr;
-  void* tsan_resumer_ = nullptr;
-  const void* asan_resumer_bottom_ = nullptr;
-  std::size_t asan_resumer_size_ = 0;
+  [[no_unique_address]] sanitizer::context_state san_;  // empty in a plain build
   eh_globals eh_{};
   eh_globals* thread_eh_ = nullptr;  // exception globals of the thread running (or unwinding) this fiber
   const void* last_sp_ = nullptr;
