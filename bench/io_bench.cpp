@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
-// io: the reactor's wake-up path and the blocking() offload (goro only: the
-// peers' workload list has no I/O row; Go's netpoller would be the peer).
+// io: the reactor's wake-up path and the blocking() offload. Peer:
+// bench/peers/go/io.go (the same socketpair through Go's netpoller); the
+// blocking() offload has none.
 //
 // BM_io_pingpong: two fibers exchange one byte over a non-blocking
 // socketpair, 20,000 round trips per iteration. Each side reads until EAGAIN,
-// then parks in goro::io::wait_readable until the poller thread sees the
-// byte: every round trip is two fd wake-ups through epoll. "per_round_trip".
+// then parks in goro::io::wait_readable until the byte arrives: every round
+// trip is two fd wake-ups through epoll, found by the worker's own idle poll
+// or by the reactor's poller thread, whichever comes first. "per_round_trip".
 //
 // BM_blocking_call: goro::blocking([] { return 1; }) from one fiber, 20,000
 // calls per iteration: the cost of handing a call to the elastic pool and

@@ -60,6 +60,7 @@ struct metrics {
   std::uint64_t steals = 0;
   std::uint64_t worker_parks = 0;
   std::uint64_t worker_wakes = 0;
+  std::uint64_t io_ready_polled = 0;  // fibers an idle worker found ready on the reactor itself (no poller-thread hop)
   std::int64_t global_queue_length = 0;
   std::size_t pending_timers = 0;
   long stack_slots = 0;             // fiber stacks carved so far (in use or free)
@@ -96,6 +97,7 @@ inline metrics runtime_metrics() {
       m.steals += c.steals.load(std::memory_order_relaxed);
       m.worker_parks += c.parks.load(std::memory_order_relaxed);
       m.worker_wakes += c.wakes.load(std::memory_order_relaxed);
+      m.io_ready_polled += c.io_polled.load(std::memory_order_relaxed);
     }
   }
   m.stack_slots = detail::stack_statistics().slots.load(std::memory_order_relaxed);
@@ -132,6 +134,8 @@ inline std::string metrics_text() {
   metric("steals_total", "counter", "Successful work steals.", m.steals);
   metric("worker_parks_total", "counter", "Times a worker went to sleep.", m.worker_parks);
   metric("worker_wakes_total", "counter", "Times a sleeping worker was woken for work.", m.worker_wakes);
+  metric("io_ready_polled_total", "counter", "Fibers an idle worker found ready on the I/O reactor itself.",
+         m.io_ready_polled);
   metric("global_queue_length", "gauge", "Fibers waiting in the global run queue.", m.global_queue_length);
   metric("pending_timers", "gauge", "Armed timers (sleeps, timeouts, tickers, deadlines).", m.pending_timers);
   metric("stack_slots", "gauge", "Fiber stacks carved (in use or free).", m.stack_slots);

@@ -77,7 +77,7 @@ struct fd_entry {
   wait_queue writers GORO_GUARDED_BY(lock);
 };
 
-class reactor final : public runtime_service {
+class reactor final : public runtime_service, public ready_poller {
  public:
   explicit reactor(scheduler& sched) : sched_(sched) {
     epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
@@ -93,6 +93,7 @@ class reactor final : public runtime_service {
     ev.data.u64 = stop_token;
     ::epoll_ctl(epfd_, EPOLL_CTL_ADD, stopfd_, &ev);
     poller_ = std::thread([this] { poll_loop(); });
+    sched_.set_ready_poller(this);
   }
   ~reactor() override {
     shutdown();
@@ -105,6 +106,7 @@ class reactor final : public runtime_service {
   // Stops and joins the poller. Fibers still parked here stay parked (run()
   // unwinds them next). Idempotent.
   void shutdown() noexcept override {
+    sched_.set_ready_poller(nullptr);
     if (!poller_.joinable()) return;
     const std::uint64_t one = 1;
     (void)!::write(stopfd_, &one, sizeof one);
@@ -130,10 +132,29 @@ class reactor final : public runtime_service {
     wait_result r;
     {
       external_wait_scope open(sched_);
+      waiting_.fetch_add(1, std::memory_order_relaxed);  // relaxed: a hint for poll_ready()
       r = block_on_until(e.lock, queue, w, wait_reason::io_wait, steady_time::max(), done);
+      waiting_.fetch_sub(1, std::memory_order_relaxed);
     }
     if (r == wait_result::canceled) return ECANCELED;
     return static_cast<int>(w.outcome);
+  }
+
+  // A worker going idle: dispatch the fd events already pending, without
+  // blocking. Events are one-shot, so each goes to exactly one epoll_wait
+  // caller, this or the poller thread; dispatch() is safe on either. A
+  // waiter it wakes is readied from this worker, onto this worker's queue.
+  std::size_t poll_ready() noexcept override {
+    if (waiting_.load(std::memory_order_relaxed) == 0) return 0;  // relaxed: a stale hint only delays to the poller
+    epoll_event events[64];
+    int n;
+    do {
+      n = ::epoll_wait(epfd_, events, 64, 0);
+    } while (n < 0 && errno == EINTR);
+    std::size_t woken = 0;
+    for (int i = 0; i < n; ++i)
+      if (events[i].data.u64 != stop_token) woken += dispatch(events[i]);
+    return woken;
   }
 
   // Wakes every waiter of fd with EBADF and takes fd out of the epoll set.
@@ -202,15 +223,16 @@ class reactor final : public runtime_service {
     }
   }
 
-  void dispatch(const epoll_event& ev) GORO_NO_TSA {
+  // Wakes the waiters an event is for; returns how many.
+  std::size_t dispatch(const epoll_event& ev) GORO_NO_TSA {
     const int fd = static_cast<int>(ev.data.u64 & 0xffffffffu);
     const auto generation = static_cast<std::uint32_t>(ev.data.u64 >> 32);
     fd_entry* e = find(fd);
-    if (e == nullptr) return;
+    if (e == nullptr) return 0;
     wait_queue woken;
     {
       spin_guard lock(e->lock);
-      if (generation != e->generation) return;  // for a file closed since
+      if (generation != e->generation) return 0;  // for a file closed since
       // Errors and hang-ups wake both sides: their read/write reports them.
       if ((ev.events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) take_all(e->readers, woken, 0);
       if ((ev.events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0) take_all(e->writers, woken, 0);
@@ -222,7 +244,9 @@ class reactor final : public runtime_service {
         take_all(e->writers, woken, err);
       }
     }
-    while (waiter* w = woken.pop_front()) w->wake();
+    std::size_t n = 0;
+    for (; waiter* w = woken.pop_front(); ++n) w->wake();
+    return n;
   }
 
   void poll_loop() {
@@ -250,6 +274,7 @@ class reactor final : public runtime_service {
   std::mutex table_mu_;
   std::unordered_map<int, std::unique_ptr<fd_entry>> table_;  // guarded by table_mu_; never shrinks
   std::thread poller_;
+  std::atomic<int> waiting_{0};  // fibers parked in wait()
 };
 
 // ---------------------------------------------------------------------------

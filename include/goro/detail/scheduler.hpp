@@ -175,9 +175,10 @@ struct worker_counters {
   std::atomic<std::uint64_t> parks{0};
   std::atomic<std::uint64_t> wakes{0};
   std::atomic<std::uint64_t> spawned{0};
+  std::atomic<std::uint64_t> io_polled{0};  // fibers readied by this worker's own poll of the reactor
   // Owner-only increments: load+store, no RMW on the hot path.
-  static void bump(std::atomic<std::uint64_t>& c) noexcept {
-    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // relaxed: statistic, single writer
+  static void bump(std::atomic<std::uint64_t>& c, std::uint64_t by = 1) noexcept {
+    c.store(c.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);  // relaxed: statistic, single writer
   }
 };
 
@@ -258,6 +259,18 @@ struct runtime_service {
   virtual ~runtime_service() = default;
   virtual void shutdown() noexcept = 0;
 };
+
+// A source of ready fibers that a worker about to go idle may poll without
+// blocking (the I/O reactor: Go's netpoll(0) in findrunnable). poll_ready()
+// runs on a worker thread in scheduler context, readies fibers through the
+// ordinary ready() path (so they land on the polling worker's own queue) and
+// returns how many it readied. It must not block.
+struct ready_poller {
+  virtual std::size_t poll_ready() noexcept = 0;
+
+ protected:
+  ~ready_poller() = default;
+};
 template <class Service>
 inline constexpr char service_key = 0;  // its address identifies Service
 
@@ -312,6 +325,10 @@ class scheduler {
   // worker idle (the increment precedes the park, hence the idleness).
   void begin_external_wait() noexcept { external_waits_.fetch_add(1, std::memory_order_seq_cst); }
   void end_external_wait() noexcept { external_waits_.fetch_sub(1, std::memory_order_seq_cst); }
+  // The reactor registers itself once it exists and unregisters (nullptr)
+  // in its shutdown(), which runs after the workers have stopped: a worker
+  // that loaded the pointer can use it for the rest of its loop.
+  void set_ready_poller(ready_poller* p) noexcept { ready_poller_.store(p, std::memory_order_release); }
 
  private:
   friend class worker;
@@ -358,6 +375,7 @@ class scheduler {
   void monitor_loop();
 
   std::atomic<std::int64_t> external_waits_{0};  // see begin_external_wait()
+  std::atomic<ready_poller*> ready_poller_{nullptr};  // see set_ready_poller()
   // Last members: services are destroyed first, while everything they may
   // touch (workers, queues) still exists.
   std::mutex services_mu_;
@@ -946,6 +964,20 @@ inline fiber* worker::find_runnable() {
     if (fiber* f = take_from_global()) {
       if (spinning_) stop_spinning(true);
       return f;
+    }
+    // (4b) fds that became ready, without blocking (Go's netpoll(0)): a fiber
+    // whose peer just wrote runs here at once, instead of after two thread
+    // hops through the reactor's poller thread and an idle worker.
+    if (ready_poller* poller = sched_.ready_poller_.load(std::memory_order_acquire)) {
+      if (const std::size_t n = poller->poll_ready(); n > 0) {
+        worker_counters::bump(counters_.io_polled, n);
+        fiber* f = queue_.pop_runnext();
+        if (f == nullptr) f = queue_.pop();
+        if (f != nullptr) {
+          if (spinning_) stop_spinning(true);
+          return f;
+        }
+      }
     }
     // (5) steal, as a spinning worker. Limit spinners to half the busy
     // workers, so a burst of idleness does not make everyone spin.
