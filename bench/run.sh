@@ -92,7 +92,7 @@ goro_build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$build_dir/CMakeCache
 
 # ---- 2. peers ---------------------------------------------------------------
 # A workload has a peer when bench/peers/<peer>/<workload>.* exists
-# (primitives and io are goro only).
+# (primitives is goro only; io has a Go peer only).
 have_go=0
 GO=${GO:-$(command -v go || true)}
 [[ -n "$GO" ]] || GO=/usr/lib/go-1.19/bin/go
@@ -102,7 +102,7 @@ if [[ -x "$GO" ]]; then
   have_go=1
   for w in $WORKLOADS; do
     [[ -f "bench/peers/go/$w.go" ]] || continue
-    if ! "$GO" build -o "$bin/go_$w" "bench/peers/go/$w.go" >"$work/go-build-$w.log" 2>&1; then
+    if ! "$GO" build -o "$bin/go_$w" "bench/peers/go/$w.go" bench/peers/go/peer_support.go >"$work/go-build-$w.log" 2>&1; then
       cat "$work/go-build-$w.log" >&2
       die "go build of bench/peers/go/$w.go failed"
     fi

@@ -147,8 +147,12 @@ ROWS = [
         ("primitives", "BM_context_cancel/children:1000/workers:2/", "ns_per_item"), rss=False),
     row("ctx_100k", "context cancel fan-out, 100k children, 2 workers", "ns/child",
         ("primitives", "BM_context_cancel/children:100000/workers:2/", "ns_per_item"), rss=False),
+    row("io_pingpong_w1", "I/O wake-up: socketpair ping-pong via io::wait_readable, 1 worker", "ns/round trip",
+        ("io", "BM_io_pingpong/workers:1/", "ns_per_item"), "io_pingpong_w1", None,
+        "Go GOMAXPROCS=1, net.FileConn (netpoller); Boost.Fiber has no I/O", rss=False),
     row("io_pingpong", "I/O wake-up: socketpair ping-pong via io::wait_readable, 2 workers", "ns/round trip",
-        ("io", "BM_io_pingpong/workers:2/", "ns_per_item"), rss=False),
+        ("io", "BM_io_pingpong/workers:2/", "ns_per_item"), "io_pingpong_w2", None,
+        "Go: net.FileConn (netpoller)", rss=False),
     row("blocking_call", "goro::blocking() round trip through the elastic pool, 2 workers", "ns/call",
         ("io", "BM_blocking_call/workers:2/", "ns_per_item"), rss=False),
 ]

@@ -13,11 +13,7 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -84,27 +80,3 @@ func main() {
 	idle()
 	parked()
 }
-
-// statusKiB returns a line of /proc/self/status (VmRSS, VmHWM, ...) in KiB.
-func statusKiB(key string) float64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return -1
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		line := s.Text()
-		if strings.HasPrefix(line, key+":") {
-			fields := strings.Fields(line[len(key)+1:]) // "   1234 kB"
-			if len(fields) > 0 {
-				v, _ := strconv.ParseFloat(fields[0], 64)
-				return v
-			}
-		}
-	}
-	return -1
-}
-
-// resetPeakRSS sets VmHWM back to the current RSS (Linux >= 4.0).
-func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }

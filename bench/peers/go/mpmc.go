@@ -8,11 +8,8 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,27 +66,3 @@ func main() {
 	fmt.Printf("mpmc_ms %.2f ms\n", float64(d.Nanoseconds())/1e6)
 	fmt.Printf("mpmc_peak_rss %.1f MiB\n", statusKiB("VmHWM")/1024)
 }
-
-// statusKiB returns a line of /proc/self/status (VmRSS, VmHWM, ...) in KiB.
-func statusKiB(key string) float64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return -1
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		line := s.Text()
-		if strings.HasPrefix(line, key+":") {
-			fields := strings.Fields(line[len(key)+1:]) // "   1234 kB"
-			if len(fields) > 0 {
-				v, _ := strconv.ParseFloat(fields[0], 64)
-				return v
-			}
-		}
-	}
-	return -1
-}
-
-// resetPeakRSS sets VmHWM back to the current RSS (Linux >= 4.0).
-func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }

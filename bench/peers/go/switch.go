@@ -7,12 +7,7 @@
 package main
 
 import (
-	"bufio"
-	"fmt"
-	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 )
@@ -35,38 +30,4 @@ func pingPong(n int) time.Duration {
 	return time.Since(start)
 }
 
-func main() {
-	for _, procs := range []int{1, 2} {
-		runtime.GOMAXPROCS(procs)
-		pingPong(k / 10)
-		resetPeakRSS()
-		d := pingPong(k)
-		name := fmt.Sprintf("switch_w%d", procs)
-		fmt.Printf("%s %.2f ns/switch\n", name, float64(d.Nanoseconds())/float64(2*k))
-		fmt.Printf("%s_peak_rss %.1f MiB\n", name, statusKiB("VmHWM")/1024)
-	}
-}
-
-// statusKiB returns a line of /proc/self/status (VmRSS, VmHWM, ...) in KiB.
-func statusKiB(key string) float64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return -1
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		line := s.Text()
-		if strings.HasPrefix(line, key+":") {
-			fields := strings.Fields(line[len(key)+1:]) // "   1234 kB"
-			if len(fields) > 0 {
-				v, _ := strconv.ParseFloat(fields[0], 64)
-				return v
-			}
-		}
-	}
-	return -1
-}
-
-// resetPeakRSS sets VmHWM back to the current RSS (Linux >= 4.0).
-func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+func main() { perProcs("switch", "ns/switch", k, 2, pingPong) }
