@@ -29,7 +29,7 @@ inline std::error_code wait(int fd, goro::detail::io_direction dir, const goro::
   using namespace goro::detail;
   if (fd < 0) return std::make_error_code(std::errc::bad_file_descriptor);
   fiber* f = current_fiber();
-  reactor* r = f != nullptr ? f->sched->service<reactor>() : nullptr;
+  reactor* r = f != nullptr ? reactor_of(*f->sched) : nullptr;
   if (r == nullptr) return plain_io_wait(fd, dir, ctx);
   if (auto err = ctx.err()) return err;
   const int outcome = r->wait(fd, dir, ctx.done_core());

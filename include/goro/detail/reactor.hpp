@@ -277,6 +277,15 @@ class reactor final : public runtime_service, public ready_poller {
   std::atomic<int> waiting_{0};  // fibers parked in wait()
 };
 
+// The reactor of s, created on first use; nullptr once s's services are shut
+// down. Once it exists it is s's registered ready_poller (nothing else
+// registers), so a wait finds it with one atomic load instead of taking the
+// services lock, which every fd wait on every worker would otherwise share.
+inline reactor* reactor_of(scheduler& s) {
+  if (ready_poller* p = s.registered_ready_poller()) return static_cast<reactor*>(p);
+  return s.service<reactor>();
+}
+
 // ---------------------------------------------------------------------------
 // Plain threads (not fibers) wait in ::poll on the fd and a private eventfd,
 // which a context cancellation (through its stop_token) or io::close() writes

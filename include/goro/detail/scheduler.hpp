@@ -327,8 +327,10 @@ class scheduler {
   void end_external_wait() noexcept { external_waits_.fetch_sub(1, std::memory_order_seq_cst); }
   // The reactor registers itself once it exists and unregisters (nullptr)
   // in its shutdown(), which runs after the workers have stopped: a worker
-  // that loaded the pointer can use it for the rest of its loop.
+  // that loaded the pointer can use it for the rest of its loop. Only the
+  // reactor registers (reactor_of() relies on it).
   void set_ready_poller(ready_poller* p) noexcept { ready_poller_.store(p, std::memory_order_release); }
+  ready_poller* registered_ready_poller() const noexcept { return ready_poller_.load(std::memory_order_acquire); }
 
  private:
   friend class worker;
