@@ -131,10 +131,8 @@ class reactor final : public runtime_service, public ready_poller {
     }
     wait_result r;
     {
-      external_wait_scope open(sched_);
-      waiting_.fetch_add(1, std::memory_order_relaxed);  // relaxed: a hint for poll_ready()
+      external_wait_scope open(sched_);  // also tells idle workers to poll (find_runnable)
       r = block_on_until(e.lock, queue, w, wait_reason::io_wait, steady_time::max(), done);
-      waiting_.fetch_sub(1, std::memory_order_relaxed);
     }
     if (r == wait_result::canceled) return ECANCELED;
     return static_cast<int>(w.outcome);
@@ -145,7 +143,6 @@ class reactor final : public runtime_service, public ready_poller {
   // caller, this or the poller thread; dispatch() is safe on either. A
   // waiter it wakes is readied from this worker, onto this worker's queue.
   std::size_t poll_ready() noexcept override {
-    if (waiting_.load(std::memory_order_relaxed) == 0) return 0;  // relaxed: a stale hint only delays to the poller
     epoll_event events[64];
     int n;
     do {
@@ -274,7 +271,6 @@ class reactor final : public runtime_service, public ready_poller {
   std::mutex table_mu_;
   std::unordered_map<int, std::unique_ptr<fd_entry>> table_;  // guarded by table_mu_; never shrinks
   std::thread poller_;
-  std::atomic<int> waiting_{0};  // fibers parked in wait()
 };
 
 // The reactor of s, created on first use; nullptr once s's services are shut

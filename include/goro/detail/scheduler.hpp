@@ -264,7 +264,8 @@ struct runtime_service {
 // blocking (the I/O reactor: Go's netpoll(0) in findrunnable). poll_ready()
 // runs on a worker thread in scheduler context, readies fibers through the
 // ordinary ready() path (so they land on the polling worker's own queue) and
-// returns how many it readied. It must not block.
+// returns how many it readied. It must not block. Workers call it only while
+// external waits are open (begin_external_wait()).
 struct ready_poller {
   virtual std::size_t poll_ready() noexcept = 0;
 
@@ -969,8 +970,13 @@ inline fiber* worker::find_runnable() {
     }
     // (4b) fds that became ready, without blocking (Go's netpoll(0)): a fiber
     // whose peer just wrote runs here at once, instead of after two thread
-    // hops through the reactor's poller thread and an idle worker.
-    if (ready_poller* poller = sched_.ready_poller_.load(std::memory_order_acquire)) {
+    // hops through the reactor's poller thread and an idle worker. Only
+    // while some fiber waits outside the runtime (an fd or a blocking()
+    // call): relaxed, since a stale 0 loses nothing, the poller thread
+    // blocks in epoll_wait for as long as the reactor lives and delivers
+    // every event no worker took.
+    ready_poller* poller = sched_.ready_poller_.load(std::memory_order_acquire);
+    if (poller != nullptr && sched_.external_waits_.load(std::memory_order_relaxed) > 0) {
       if (const std::size_t n = poller->poll_ready(); n > 0) {
         worker_counters::bump(counters_.io_polled, n);
         fiber* f = queue_.pop_runnext();
