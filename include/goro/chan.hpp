@@ -16,6 +16,7 @@
 #include <iterator>
 #include <memory>
 #include <optional>
+#include <type_traits>
 #include <utility>
 
 namespace goro {
@@ -90,24 +91,27 @@ class chan {
 
   // recv() returns the next value, or std::nullopt once the channel is closed
   // and drained.
-  std::optional<T> recv() const {
+  //
+  // Always inlined, the wait out of line: the result is then built in the
+  // caller's frame. Returned in registers instead (an optional<T> of up to
+  // 16 bytes), GCC assembles it in memory and loads its 1-byte engaged flag
+  // as part of an 8-byte word right after storing it: a store-forwarding
+  // stall per receive (a buffered channel drained by 1,000 fibers on 1
+  // worker: 22.7 ns per message with it, 10.7 without).
+  [[gnu::always_inline]] std::optional<T> recv() const {
+    std::optional<T> out;
     if (!state_) block_forever(wait_reason::chan_receive);
     auto& s = *state_;
-    std::optional<T> out;
     bool closed = false;
     detail::waiter* to_wake = nullptr;
     s.lock.lock();
     if (s.try_recv_locked(out, closed, to_wake)) {
       s.lock.unlock();
       if (to_wake != nullptr) to_wake->wake();
-      return out;
+    } else {
+      wait_to_recv(s, out);
     }
-    detail::waiter w;
-    w.fib = detail::current_fiber();
-    w.data = &out;
-    s.recvq.push_back(&w);
-    detail::block_on(s.lock, w, wait_reason::chan_receive);
-    return out;  // empty when woken by close()
+    return out;
   }
 
   // Context-aware forms (defined in select.hpp, which this header includes):
@@ -127,8 +131,8 @@ class chan {
   }
 
   // try_recv() receives without blocking: {ok, value}, {would_block} or
-  // {closed} (closed and drained).
-  try_recv_result<T> try_recv() const {
+  // {closed} (closed and drained). Always inlined, like recv().
+  [[gnu::always_inline]] try_recv_result<T> try_recv() const {
     try_recv_result<T> result;
     if (!state_) return result;
     auto& s = *state_;
@@ -206,6 +210,16 @@ class chan {
   friend detail::chan_state<T>* detail::state_of<T>(const chan<T>&) noexcept;
   friend chan detail::adopt_state<T>(std::shared_ptr<detail::chan_state<T>>);
   explicit chan(std::shared_ptr<detail::chan_state<T>> state) noexcept : state_(std::move(state)) {}
+
+  // recv()'s wait, with the lock held and nothing to take: park until a
+  // sender hands a value to out (left empty when woken by close()).
+  [[gnu::noinline]] static void wait_to_recv(detail::chan_state<T>& s, std::optional<T>& out) GORO_RELEASE(s.lock) {
+    detail::waiter w;
+    w.fib = detail::current_fiber();
+    w.data = &out;
+    s.recvq.push_back(&w);
+    detail::block_on(s.lock, w, wait_reason::chan_receive);
+  }
 
   chan_op try_send_ref(T& v) const {
     if (!state_) return chan_op::would_block;
