@@ -105,13 +105,15 @@ struct pool_stats {
 //   shutdown(0) if needed.
 // Thread-safety: submit, stats, wait and shutdown may be called from any
 //   fiber or plain thread.
-// Cost: no lock of the pool's own on the task path, and no cache line that
-//   a submitter and a worker on different cores both write per task. A
-//   submit is the queue's send and one atomic add on its core's tally; a
+// Cost: no lock of the pool's own and no read-modify-write of its own on
+//   the task path, and no cache line that a submitter and a worker on
+//   different cores both write per task. A submit is the queue's send; a
 //   task (without task_timeout) is the queue's receive, the fn and result
-//   calls and one atomic add on its core's tally; counters are per worker.
-//   (One shared counter for wait() cost up to a quarter of the time on 2
-//   workers; an fn that takes its context by value costs two more atomic
+//   calls and plain stores to its worker's own counters. wait() is exact
+//   all the same: it counts accepted tasks by the queue's own send count,
+//   and workers check for it only when they find the queue empty. (Atomic
+//   tallies per task cost about 13% on 2 workers; one shared counter up to
+//   a quarter. An fn that takes its context by value costs two more atomic
 //   operations per task, on its worker's refcount only.)
 template <class In, class Out>
 class worker_pool {
@@ -153,10 +155,9 @@ class worker_pool {
   // wait() returns when every task accepted so far has finished. With
   // results() and nobody draining it, workers block on it and wait() waits.
   void wait() {
-    // seq_cst, with the seq_cst add and load in finished(): either the
-    // predicate below sees the last task finished, or the worker that
-    // finishes it sees waiters_ and notifies (under idle_mu_, so not in
-    // between).
+    // seq_cst, with the fence in went_idle(): either the predicate below
+    // sees the last task finished, or the worker that goes idle after it
+    // sees waiters_ and notifies (under idle_mu_, so not in between).
     waiters_.fetch_add(1, std::memory_order_seq_cst);
     {
       std::unique_lock lock(idle_mu_);
@@ -216,25 +217,31 @@ class worker_pool {
 
  private:
   // Implementation invariants:
-  //   * Tasks are tallied in per-scheduler-worker shards (tallies_), so
-  //     that a submitter and a pool worker on different cores never write
-  //     the same cache line per task. submit() counts a task `submitted` in
-  //     the tally of the core it runs on before the item can reach a pool
-  //     worker; the pool worker that finishes it (run or skipped, result
-  //     delivered), or the submit that was refused, counts it `finished` in
-  //     its own core's tally. Both only grow, and a task is counted
-  //     submitted before it is counted finished (the queue's send -> receive
-  //     orders them). all_finished() sums every `finished` first, then every
-  //     `submitted` (seq_cst loads): the first sum is at most the tasks
-  //     finished at the moment in between, the second at least the tasks
-  //     submitted then, so equal sums mean that at that moment every task
-  //     submitted so far had finished: wait()'s condition.
+  //   * Accepted tasks are the queue's completed sends (chan_core::sent,
+  //     counted under the queue's lock), so a submit counts nothing itself.
+  //     The pool worker that finishes a task (run or skipped, result
+  //     delivered) counts it in its own `finished` (release store), after
+  //     its receive, which the send precedes. all_finished() sums every
+  //     `finished` first (seq_cst loads), then reads `sent` under the lock:
+  //     each finish it saw has its send ordered before that lock, so the
+  //     sends it reads include them, and equal counts mean every task
+  //     accepted before that moment had finished: wait()'s condition. A
+  //     submit that returned before wait() was called is ordered before it.
+  //   * running_ counts the workers not idle, an idle one being a worker
+  //     that found the queue empty and has not taken a task since. Workers
+  //     change it only on that transition (went_idle(), and on taking a
+  //     task after it), never on the busy path. The worker that brings it
+  //     to 0 has seen the finishes of every other idle worker (the RMWs
+  //     form a release sequence), and it alone sums the counters for a
+  //     waiting wait(). A task handed to a parked worker that has not yet
+  //     counted itself running is in `sent` but not finished, so the sum
+  //     is short and that worker checks again when it goes idle.
   //   * counters_[i] belongs to worker fiber i, its only writer: plain
   //     load + store (bump), no read-modify-write and no line shared with
   //     another worker. Each counter only grows and active is 0 or 1, so
   //     sums that one observer reads never go down, and active <= workers.
   //   * A worker counts a task in its slot before it counts it finished
-  //     (seq_cst): wait() sees the counts of every task it waited for;
+  //     (release): wait() sees the counts of every task it waited for;
   //     shutdown() sees all of them through exited_.
   //   * closing_ is set once, before the queue is closed, and cancelling_
   //     once, before ctx_ is cancelled; both by the shutdown() that holds
@@ -253,19 +260,13 @@ class worker_pool {
     std::atomic<std::uint64_t> failed{0};
     std::atomic<std::uint64_t> timed_out{0};
     std::atomic<std::uint64_t> cancelled{0};
-    std::atomic<std::uint32_t> active{0};  // 1 while the worker runs a task
-  };
-
-  // Task tallies, one per scheduler worker (tally()), each on a cache line
-  // of its own (see the invariants).
-  struct alignas(64) task_tally {
-    std::atomic<std::uint64_t> submitted{0};
-    std::atomic<std::uint64_t> finished{0};
+    std::atomic<std::uint64_t> finished{0};  // ran or skipped, result delivered (see the invariants)
+    std::atomic<std::uint32_t> active{0};    // 1 while the worker runs a task
   };
 
   // Single-writer increment (see the invariants). Relaxed: readers need each
   // counter's own order only; wait() and shutdown() get the rest through
-  // the tallies and exited_.
+  // `finished` and exited_.
   template <class T>
   static void bump(std::atomic<T>& c) noexcept {
     c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
@@ -277,9 +278,6 @@ class worker_pool {
     // relaxed: the flag publishes nothing; a submit that misses it meets the
     // closed queue instead (or gets in before the close, and is drained).
     if (closing_.load(std::memory_order_relaxed)) return submit_status::closed;
-    // Optimistic, before the item can reach a worker: wait() must not return
-    // while this task may still be accepted (see the invariants).
-    tally().submitted.fetch_add(1, std::memory_order_seq_cst);
     submit_status status;
     try {
       if (options_.overflow == overflow_policy::block) {
@@ -303,38 +301,47 @@ class worker_pool {
     return status;
   }
 
-  // A submit that was not accepted: count it, and count it finished.
+  // A submit that was not accepted: count it (it was never sent, so wait()
+  // does not count it either).
   [[gnu::noinline]] void refused(submit_status status) {
     // Relaxed: plain event counters, read by stats() one by one.
     if (status == submit_status::dropped) dropped_.fetch_add(1, std::memory_order_relaxed);
     if (status == submit_status::rejected) rejected_.fetch_add(1, std::memory_order_relaxed);
-    finished();
   }
 
-  // Counts one task finished, waking wait() when that was the last.
-  void finished() {
-    // seq_cst add, then seq_cst load of waiters_: see wait(). Summing the
-    // tallies costs a cache miss per scheduler worker, so only while
-    // someone waits, and not while the queue visibly holds tasks.
-    tally().finished.fetch_add(1, std::memory_order_seq_cst);
-    if (waiters_.load(std::memory_order_seq_cst) != 0 && queue_.size() == 0 && all_finished()) notify_idle();
+  // A worker found the queue empty: it is idle until it takes a task. The
+  // last worker to go idle wakes wait() if every accepted task finished.
+  [[gnu::noinline]] void went_idle() {
+    if (running_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    // Store-load with wait(): the finishes this worker has seen (its own
+    // and, through running_, the other idle workers') are ordered before
+    // its load of waiters_, and wait()'s add before its sum.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (waiters_.load(std::memory_order_seq_cst) != 0 && all_finished()) notify_idle();
   }
 
-  // The tally shard of the scheduler worker we run on (any shard is
-  // correct: this only keeps writers apart).
-  task_tally& tally() noexcept {
-    // (A compare, not `%`: a division costs more than the rest of this.
-    // Indices past tally_count_ only come from another scheduler's worker.)
-    detail::worker* w = detail::current_worker();
-    return tallies_[w != nullptr && w->index() < tally_count_ ? w->index() : 0];
+  // chan::try_recv() into item, which a closed and drained queue leaves
+  // empty. The value is constructed in place: moving an optional out of a
+  // try_recv_result copies it as one 16-byte word right after its parts
+  // were stored, a store-forwarding stall per task (see chan::recv()).
+  bool try_take(std::optional<In>& item) {
+    auto& queue = *detail::state_of(queue_);
+    bool closed = false;
+    detail::waiter* to_wake = nullptr;
+    queue.lock.lock();
+    bool done = queue.try_recv_locked(item, closed, to_wake);
+    queue.lock.unlock();
+    if (to_wake != nullptr) to_wake->wake();
+    return done && !closed;
   }
 
-  // True when every task submitted so far has finished (see the invariants).
+  // True when every task accepted so far has finished (see the invariants).
   bool all_finished() const noexcept {
-    std::uint64_t finished = 0, submitted = 0;
-    for (std::size_t i = 0; i < tally_count_; ++i) finished += tallies_[i].finished.load(std::memory_order_seq_cst);
-    for (std::size_t i = 0; i < tally_count_; ++i) submitted += tallies_[i].submitted.load(std::memory_order_seq_cst);
-    return finished == submitted;
+    std::uint64_t finished = 0;
+    for (std::size_t i = 0; i < options_.workers; ++i) finished += counters_[i].finished.load(std::memory_order_seq_cst);
+    auto& queue = *detail::state_of(queue_);
+    detail::spin_guard lock(queue.lock);
+    return finished == queue.sent;
   }
 
   [[gnu::noinline]] void notify_idle() {
@@ -345,7 +352,16 @@ class worker_pool {
   void work(worker_counters& counters) {
     // The worker's own context (see the invariants).
     const auto [worker_ctx, end_worker_ctx] = with_cancel(ctx_);
-    while (auto item = queue_.recv()) {
+    for (;;) {
+      // Busy path: take the next task. On an empty queue, go idle first
+      // (see the invariants), then wait for one.
+      std::optional<In> item;
+      if (!try_take(item)) {
+        went_idle();
+        item = queue_.recv();
+        if (!item) break;  // closed and drained
+        running_.fetch_add(1, std::memory_order_relaxed);  // relaxed: went_idle()'s RMWs order the rest
+      }
       // relaxed: the flag publishes nothing. A worker that misses it runs
       // the task under a context that shutdown cancels next (or already
       // has), so the task is still reported cancelled if it is cut short.
@@ -357,7 +373,8 @@ class worker_pool {
       } else {
         run(counters, worker_ctx, std::move(*item));
       }
-      finished();
+      // release: see the invariants.
+      counters.finished.store(counters.finished.load(std::memory_order_relaxed) + 1, std::memory_order_release);
     }
     end_worker_ctx();  // detach from ctx_, and end what tasks derived from it
     exited_.done();
@@ -433,11 +450,10 @@ class worker_pool {
   condition_variable idle_;  // every submitted task finished
   std::atomic<bool> closing_{false};
   std::atomic<bool> cancelling_{false};
-  std::size_t tally_count_ = detail::active_scheduler().worker_count();
-  std::unique_ptr<task_tally[]> tallies_ = std::make_unique<task_tally[]>(tally_count_);
-  // Read on every finished task, written only by wait(): on a line of its
-  // own, away from the fields above.
-  alignas(64) std::atomic<std::uint32_t> waiters_{0};  // fibers and threads in wait()
+  // Written only on idle transitions and by wait(): on lines of their own,
+  // away from the fields above.
+  alignas(64) std::atomic<std::size_t> running_{options_.workers};  // workers not idle (see the invariants)
+  std::atomic<std::uint32_t> waiters_{0};                            // fibers and threads in wait()
   alignas(64) std::atomic<std::uint64_t> dropped_{0};  // written by refused submits only
   std::atomic<std::uint64_t> rejected_{0};
 };

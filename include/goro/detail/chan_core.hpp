@@ -41,6 +41,11 @@ struct chan_core {
   std::size_t count GORO_GUARDED_BY(lock) = 0;  // buffered elements
   std::size_t head GORO_GUARDED_BY(lock) = 0;   // ring index of the oldest
   bool closed GORO_GUARDED_BY(lock) = false;
+  // Sends completed since the channel was made (buffered or handed to a
+  // receiver): worker_pool's wait() counts accepted tasks by it, so that a
+  // submit costs no counter of its own. One increment on a line the lock
+  // holder already owns.
+  std::uint64_t sent GORO_GUARDED_BY(lock) = 0;
 
   // Ring index i positions after `from` (i <= capacity): a compare instead
   // of a division, which costs more than the rest of a buffered receive.
@@ -92,6 +97,7 @@ class chan_state : public chan_core {
       if (waiter* s = sendq.pop_claimed()) {
         std::construct_at(ring_ + ring_index(head, count), std::move(*static_cast<T*>(s->data)));
         ++count;
+        ++sent;
         s->outcome = outcome_done;
         to_wake = s;
       }
@@ -99,6 +105,7 @@ class chan_state : public chan_core {
     }
     if (waiter* s = sendq.pop_claimed()) {  // unbuffered: take straight from the sender
       out.emplace(std::move(*static_cast<T*>(s->data)));
+      ++sent;
       s->outcome = outcome_done;
       to_wake = s;
       return true;
@@ -120,6 +127,7 @@ class chan_state : public chan_core {
     }
     if (waiter* r = recvq.pop_claimed()) {  // hand the value straight to a waiting receiver
       static_cast<std::optional<T>*>(r->data)->emplace(std::move(v));
+      ++sent;
       r->outcome = outcome_done;
       to_wake = r;
       return true;
@@ -127,6 +135,7 @@ class chan_state : public chan_core {
     if (count < capacity) {
       std::construct_at(ring_ + ring_index(head, count), std::move(v));
       ++count;
+      ++sent;
       return true;
     }
     return false;
