@@ -1028,11 +1028,11 @@ TEST_CASE("wait returns once every accepted task has finished, and can be reused
   });
 }
 
-// wait() sums per-core task tallies instead of reading one shared counter:
-// submitters and tasks on different workers count in different shards, so
-// this checks the sum under concurrency. Each waiter notes how many submits
-// had returned accepted before it called wait(); wait() must not return
-// before at least that many results were delivered.
+// wait() compares the pool workers' own finish counts with the queue's send
+// count, and only the last worker to go idle checks for a waiter: this
+// checks both under concurrency. Each waiter notes how many submits had
+// returned accepted before it called wait(); wait() must not return before
+// at least that many results were delivered.
 TEST_CASE("wait never returns before the tasks accepted ahead of it, with submitters and waiters on every worker",
           "[pool]") {
   unsigned workers = GORO_WORKERS();
@@ -1089,6 +1089,33 @@ TEST_CASE("wait never returns before the tasks accepted ahead of it, with submit
     CHECK(waits.load() > 0);
     goro::pool_stats s = pool.shutdown(5s);
     CHECK(s.completed == static_cast<std::uint64_t>(submitters) * static_cast<std::uint64_t>(per_submitter));
+  });
+}
+
+// The case the idle check must get right: every pool worker is idle, parked
+// on the empty queue, and a submit hands its task straight to one of them,
+// which has not run yet when wait() starts. wait() must still wait for it
+// (the task is in the queue's send count, not yet in any finish count), and
+// the worker must wake it once the task ends (it goes idle again after it).
+TEST_CASE("wait after a submit to an idle pool waits for that task", "[pool]") {
+  unsigned workers = GORO_WORKERS();
+  goro_test::run_in_goro(workers, [] {
+    const int rounds = static_cast<int>(goro_test::scaled(3000, 300));
+    std::atomic<int> ran{0};
+    goro::worker_pool<int, void> pool({.workers = 4, .name = "idle-handoff"}, [&](const goro::context&, int) {
+      // A little work, so the task often still runs when wait() looks.
+      volatile int spin = 0;
+      for (int i = 0; i < 200; ++i) spin = spin + i;
+      ran.fetch_add(1, std::memory_order_seq_cst);
+    }, [](goro::result<void>) {});  // a callback: results() would fill up undrained
+    int early = 0;
+    for (int r = 0; r < rounds; ++r) {
+      REQUIRE(pool.submit(r) == submit_status::accepted);
+      pool.wait();
+      if (ran.load(std::memory_order_seq_cst) != r + 1) ++early;
+    }
+    CHECK(early == 0);
+    CHECK(pool.shutdown(5s).completed == static_cast<std::uint64_t>(rounds));
   });
 }
 
