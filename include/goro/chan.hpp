@@ -36,6 +36,9 @@ class chan;
 namespace detail {
 template <class T>
 chan_state<T>* state_of(const chan<T>& ch) noexcept;
+// try_recv() into out (empty), without a try_recv_result: see recv().
+template <class T>
+[[gnu::always_inline]] inline chan_op try_recv_into(const chan<T>& ch, std::optional<T>& out);
 // Wraps an existing state (e.g. a timer's channel) in a handle.
 template <class T>
 chan<T> adopt_state(std::shared_ptr<chan_state<T>> state);
@@ -124,15 +127,7 @@ class chan {
   // {closed} (closed and drained). Always inlined, like recv().
   [[gnu::always_inline]] try_recv_result<T> try_recv() const {
     try_recv_result<T> result;
-    if (!state_) return result;
-    auto& s = *state_;
-    bool closed = false;
-    detail::waiter* to_wake = nullptr;
-    s.lock.lock();
-    bool done = s.try_recv_locked(result.value, closed, to_wake);
-    s.lock.unlock();
-    if (to_wake != nullptr) to_wake->wake();
-    result.status = !done ? chan_op::would_block : closed ? chan_op::closed : chan_op::ok;
+    result.status = detail::try_recv_into(*this, result.value);
     return result;
   }
 
@@ -259,6 +254,18 @@ chan_state<T>* state_of(const chan<T>& ch) noexcept {
 template <class T>
 chan<T> adopt_state(std::shared_ptr<chan_state<T>> state) {
   return chan<T>(std::move(state));
+}
+template <class T>
+[[gnu::always_inline]] inline chan_op try_recv_into(const chan<T>& ch, std::optional<T>& out) {
+  chan_state<T>* s = state_of(ch);
+  if (s == nullptr) return chan_op::would_block;
+  bool closed = false;
+  waiter* to_wake = nullptr;
+  s->lock.lock();
+  bool done = s->try_recv_locked(out, closed, to_wake);
+  s->lock.unlock();
+  if (to_wake != nullptr) to_wake->wake();
+  return !done ? chan_op::would_block : closed ? chan_op::closed : chan_op::ok;
 }
 }  // namespace detail
 

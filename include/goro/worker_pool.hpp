@@ -320,21 +320,6 @@ class worker_pool {
     if (waiters_.load(std::memory_order_seq_cst) != 0 && all_finished()) notify_idle();
   }
 
-  // chan::try_recv() into item, which a closed and drained queue leaves
-  // empty. The value is constructed in place: moving an optional out of a
-  // try_recv_result copies it as one 16-byte word right after its parts
-  // were stored, a store-forwarding stall per task (see chan::recv()).
-  bool try_take(std::optional<In>& item) {
-    auto& queue = *detail::state_of(queue_);
-    bool closed = false;
-    detail::waiter* to_wake = nullptr;
-    queue.lock.lock();
-    bool done = queue.try_recv_locked(item, closed, to_wake);
-    queue.lock.unlock();
-    if (to_wake != nullptr) to_wake->wake();
-    return done && !closed;
-  }
-
   // True when every task accepted so far has finished (see the invariants).
   bool all_finished() const noexcept {
     std::uint64_t finished = 0;
@@ -355,8 +340,11 @@ class worker_pool {
     for (;;) {
       // Busy path: take the next task. On an empty queue, go idle first
       // (see the invariants), then wait for one.
+      // (Into item: moving an optional out of a try_recv_result copies it
+      // as one word right after its parts were stored, a store-forwarding
+      // stall per task; see chan::recv().)
       std::optional<In> item;
-      if (!try_take(item)) {
+      if (detail::try_recv_into(queue_, item) != chan_op::ok) {
         went_idle();
         item = queue_.recv();
         if (!item) break;  // closed and drained
