@@ -244,9 +244,8 @@ TEST_CASE("free stacks of a recent burst stay resident; they go back once demand
   using goro::detail::stack_statistics;
   size_class_pool pool(16 * 1024);
   const std::size_t burst = 2 * size_class_pool::high_water;
-  std::vector<goro::detail::stack> taken;
-  pool.take(taken, burst);
-  while (taken.size() < burst) pool.take(taken, burst - taken.size());
+  std::vector<goro::detail::stack> taken(burst);
+  pool.take(taken.data(), burst);
   auto released = [] { return stack_statistics().released.load(); };
 
   // The burst drains: past the fixed high-water mark, but within the peak.
@@ -261,9 +260,9 @@ TEST_CASE("free stacks of a recent burst stay resident; they go back once demand
   const auto deadline = std::chrono::steady_clock::now() + 4 * std::chrono::milliseconds(GORO_STACK_TRIM_IDLE_MS) + 10s;
   while (released() - before_drain < static_cast<long>(burst - size_class_pool::high_water) &&
          std::chrono::steady_clock::now() < deadline) {
-    pool.take(taken, 1);
-    pool.give(taken.back());
-    taken.clear();
+    goro::detail::stack one;
+    pool.take(&one, 1);
+    pool.give(one);
     std::this_thread::sleep_for(20ms);
   }
   CHECK(released() - before_drain >= static_cast<long>(burst - size_class_pool::high_water));
