@@ -402,7 +402,7 @@ template <class Context>
 try_recv_result<T> chan<T>::recv(const Context& ctx) const {
   try_recv_result<T> result;
   if (ctx.done().is_nil()) {
-    result.value = recv();
+    recv_into(result.value);  // not `= recv()`: that copy stalls (chan.hpp, recv())
     result.status = result.value ? chan_op::ok : chan_op::closed;
     return result;
   }

@@ -11,6 +11,7 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -312,4 +313,56 @@ TEST_CASE("a plain thread may wait on a future") {
     CHECK(got.recv() == 11);
     t.join();
   });
+}
+
+// result<T> copies and moves member by member (result.hpp says why); they must
+// still carry exactly the value or the error, in every combination.
+TEST_CASE("result copies, moves and assigns carry the value or the error") {
+  using goro::result;
+  auto failed = [] { return result<std::string>::failure(std::make_exception_ptr(std::runtime_error("boom"))); };
+
+  result<std::string> ok = result<std::string>::success("value");
+  result<std::string> copy(ok);
+  REQUIRE(copy.ok());
+  CHECK(copy.value() == "value");
+  CHECK(ok.value() == "value");
+
+  result<std::string> moved(std::move(copy));
+  REQUIRE(moved.ok());
+  CHECK(moved.value() == "value");
+
+  result<std::string> err = failed();
+  result<std::string> err_copy(err);
+  CHECK_FALSE(err_copy.ok());
+  CHECK_THROWS_WITH(err_copy.value(), "boom");
+
+  // ok <- error, error <- ok, ok <- ok, by copy and by move.
+  result<std::string> target = result<std::string>::success("old");
+  target = err;
+  CHECK_FALSE(target.ok());
+  CHECK_THROWS_WITH(target.value(), "boom");
+  target = ok;
+  REQUIRE(target.ok());
+  CHECK(target.value() == "value");
+  CHECK_FALSE(target.error());
+  target = result<std::string>::success("newer");
+  CHECK(target.value() == "newer");
+  target = failed();
+  CHECK_FALSE(target.ok());
+  CHECK(target.error());
+  const result<std::string>& same = target;
+  target = same;  // self-assignment keeps it
+  CHECK_FALSE(target.ok());
+
+  // Move-only values move; such results are not copyable.
+  static_assert(!std::is_copy_constructible_v<result<std::unique_ptr<int>>>);
+  static_assert(std::is_nothrow_move_constructible_v<result<std::unique_ptr<int>>>);
+  result<std::unique_ptr<int>> owner = result<std::unique_ptr<int>>::success(std::make_unique<int>(7));
+  result<std::unique_ptr<int>> next(std::move(owner));
+  REQUIRE(next.ok());
+  CHECK(*next.value() == 7);
+  result<std::unique_ptr<int>> last;
+  last = std::move(next);
+  REQUIRE(last.ok());
+  CHECK(*last.value() == 7);
 }
