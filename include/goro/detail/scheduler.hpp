@@ -113,23 +113,14 @@ inline worker* current_worker() noexcept { return current_worker_slot(); }
 
 // ---------------------------------------------------------------------------
 // Live-fiber registry (Go's allgs), sharded per worker to keep spawn/exit off a
-// shared lock. A fiber is linked into the shard of the worker that spawned it
-// and stays there until it is unlinked after its exit. A worker's shard also
-// holds its cache of free fiber objects (Go's per-P gFree): spawn takes from
-// the spawning worker's, exit gives to the exiting worker's, so neither takes
-// a lock for the object itself.
-//
-// Exits are unlinked in batches (worker::defer_unlink): a fiber that exits on
-// another worker than its spawner's would otherwise take the spawner's shard
-// lock once per fiber, and in spawn+join on 2 workers that lock line crossed
-// cores twice per fiber (24% of the samples, perf). Hence:
-//   * A dead fiber may stay linked for a while: walkers skip dead entries
-//     (for_each_fiber), and the linked entries are not the live count.
-//   * The live count is spawns minus exits, from per-worker single-writer
-//     counters (scheduler::live_fibers()).
+// shared lock. A fiber stays in the shard it was registered in until it exits.
+// A worker's shard also holds its cache of free fiber objects (Go's per-P
+// gFree): spawn takes from the spawning worker's, exit gives to the exiting
+// worker's, so neither takes a lock for the object itself.
 struct registry_shard {
   spinlock mu;
   fiber* head GORO_GUARDED_BY(mu) = nullptr;
+  std::size_t count GORO_GUARDED_BY(mu) = 0;
   fiber_cache fibers;  // owner only: the worker whose shard this is (unused in the foreign shard)
 
   void add(fiber* f) GORO_EXCLUDES(mu) {
@@ -139,17 +130,20 @@ struct registry_shard {
     f->reg_next = head;
     if (head != nullptr) head->reg_prev = f;
     head = f;
+    ++count;
   }
   void remove(fiber* f) GORO_EXCLUDES(mu) {
     spin_guard lock(mu);
-    unlink(f);
-  }
-  void unlink(fiber* f) GORO_REQUIRES(mu) {
     if (f->reg_prev != nullptr)
       f->reg_prev->reg_next = f->reg_next;
     else
       head = f->reg_next;
     if (f->reg_next != nullptr) f->reg_next->reg_prev = f->reg_prev;
+    --count;
+  }
+  std::size_t size() GORO_EXCLUDES(mu) {
+    spin_guard lock(mu);
+    return count;
   }
 };
 
@@ -181,17 +175,10 @@ struct worker_counters {
   std::atomic<std::uint64_t> parks{0};
   std::atomic<std::uint64_t> wakes{0};
   std::atomic<std::uint64_t> spawned{0};
-  std::atomic<std::uint64_t> exited{0};  // fibers whose exit ran on this worker (release: live_fibers())
   std::atomic<std::uint64_t> io_polled{0};  // fibers readied by this worker's own poll of the reactor
   // Owner-only increments: load+store, no RMW on the hot path.
   static void bump(std::atomic<std::uint64_t>& c, std::uint64_t by = 1) noexcept {
     c.store(c.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);  // relaxed: statistic, single writer
-  }
-  // The same with release: everything this thread did before (a fiber's
-  // spawn, readied here or stolen from its spawner) is seen by whoever
-  // acquires the count.
-  static void bump_release(std::atomic<std::uint64_t>& c) noexcept {
-    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_release);
   }
 };
 
@@ -213,11 +200,6 @@ class worker {
   void push_local(fiber* f);      // owner only: queue tail, overflow to global
   fiber* take_from_global();      // owner only: a batch from the global queue; one to run, the rest queued
   std::uint64_t next_fiber_id();  // owner only
-  // Owner only: a fiber that exited here. Counts the exit; unlinks it from
-  // its shard and frees its object now when the shard is ours, else in a
-  // batch (registry_shard's comment).
-  void retire(fiber* f) noexcept;
-  void flush_unlinks() noexcept;  // owner only: the batch, now (before parking and at the loop's end)
   void unpark() noexcept {
     park_word_.store(1, std::memory_order_release);  // release: pairs with acquire in park_until()
     futex_wake(park_word_);
@@ -255,11 +237,6 @@ class worker {
   std::uint32_t schedtick_ = 0;   // owner only
   std::uint64_t rng_;             // owner only
   std::uint64_t id_next_ = 0, id_end_ = 0;  // owner only: batch of fiber ids
-  // Owner only: dead fibers of other shards, still linked there, their
-  // objects not yet freed (so never reused while linked).
-  static constexpr std::size_t unlink_batch = 32;
-  fiber* unlinks_[unlink_batch];
-  std::size_t unlink_count_ = 0;
   std::atomic<std::uint32_t> park_word_{0};
   std::atomic<std::int64_t> parked_until_ns_{0};  // 0 = awake
   // Starvation watchdog (only when enabled): the fiber id of the current
@@ -387,7 +364,6 @@ class scheduler {
   // detector treats any of them within the grace period as "still alive".
   alignas(64) std::atomic<std::uint64_t> foreign_activity_{0};
   std::atomic<std::uint64_t> foreign_spawned_{0};
-  std::atomic<std::uint64_t> foreign_exited_{0};  // exits run off this runtime's workers (an unwind at shutdown)
   registry_shard foreign_registry_;  // fibers spawned from non-worker threads
 
   // Diagnostics.
@@ -815,50 +791,17 @@ inline void finalize_fiber(void* arg) noexcept {
   f->state.store(fiber_state::dead, std::memory_order_relaxed);  // relaxed: descriptive
   scheduler* s = f->sched;
   bool is_main = f->is_main;
+  f->reg_shard->remove(f);
   // Runs on f's stack (or, never started, on the unwinder's): see
   // execution_context. The object goes to the free cache of the worker this
   // runs on (owner only: we are on its thread), or to the depot off workers.
   worker* w = current_worker();
-  if (w != nullptr && &w->sched() == s) {
-    w->retire(f);
-  } else {  // the unwinder at shutdown (or a nested runtime's worker): not one of s's workers
-    f->reg_shard->remove(f);
-    s->foreign_exited_.fetch_add(1, std::memory_order_release);  // release: see live_fibers()
-    delete_fiber(f, w != nullptr ? &w->registry().fibers : nullptr);
-  }
+  delete_fiber(f, w != nullptr ? &w->registry().fibers : nullptr);
   if (is_main) s->finished_main();
 }
 
 // ---------------------------------------------------------------------------
 // worker implementation
-
-inline void worker::retire(fiber* f) noexcept {
-  worker_counters::bump_release(counters_.exited);
-  if (f->reg_shard == &registry_) {
-    registry_.remove(f);
-    delete_fiber(f, &registry_.fibers);
-    return;
-  }
-  if (unlink_count_ == unlink_batch) flush_unlinks();
-  unlinks_[unlink_count_++] = f;
-}
-
-inline void worker::flush_unlinks() noexcept {
-  // Grouped by shard, one lock each. Spawn+join on 2 workers fills a batch
-  // from one shard, so this is nearly always a single lock.
-  fiber** batch = unlinks_;
-  const std::size_t n = std::exchange(unlink_count_, 0);
-  std::sort(batch, batch + n, [](const fiber* a, const fiber* b) { return a->reg_shard < b->reg_shard; });
-  for (std::size_t i = 0; i < n;) {
-    registry_shard* shard = batch[i]->reg_shard;
-    std::size_t end = i;
-    {
-      spin_guard lock(shard->mu);
-      for (; end < n && batch[end]->reg_shard == shard; ++end) shard->unlink(batch[end]);
-    }
-    for (; i < end; ++i) delete_fiber(batch[i], &registry_.fibers);
-  }
-}
 
 inline std::uint64_t worker::next_fiber_id() {
   if (id_next_ == id_end_) {
@@ -930,7 +873,6 @@ inline void worker::loop() {
 
   ss.ss_flags = SS_DISABLE;
   ::sigaltstack(&ss, nullptr);
-  flush_unlinks();
   stacks_.flush();
   current_worker_slot() = nullptr;
 }
@@ -1076,7 +1018,6 @@ inline fiber* worker::find_runnable() {
       std::int64_t trim_deadline = to_ns(std::chrono::steady_clock::now()) + std::max<std::int64_t>(in_ns, 1'000'000);
       deadline = std::min(deadline, trim_deadline);
     }
-    flush_unlinks();  // parked, we would hold dead fibers' objects (and their shards' entries) indefinitely
     park_until(deadline);
   }
 }
@@ -1275,26 +1216,16 @@ template <class Visit>
 void scheduler::for_each_fiber(Visit&& visit) {
   auto walk = [&](registry_shard& shard) {
     spin_guard lock(shard.mu);
-    for (fiber* f = shard.head; f != nullptr; f = f->reg_next)
-      if (f->state.load(std::memory_order_relaxed) != fiber_state::dead) visit(f);  // relaxed: see below
+    for (fiber* f = shard.head; f != nullptr; f = f->reg_next) visit(f);
   };
-  // A dead fiber may wait in a worker's unlink batch, its object intact until
-  // that worker unlinks it under this lock; its state was set dead before
-  // its exit was counted, by the thread that ran it.
   for (auto& w : workers_) walk(w->registry());
   walk(foreign_registry_);
 }
 
-// Spawns minus exits. Exits are read first, with acquire: an exit seen makes
-// its fiber's spawn (and every spawn that happened before it) visible to the
-// spawn loads after, so the difference never counts an exit without its
-// spawn. It may count as live a fiber that exits during the reads.
 inline std::size_t scheduler::live_fibers() noexcept {
-  std::uint64_t exited = foreign_exited_.load(std::memory_order_acquire);
-  for (auto& w : workers_) exited += w->counters().exited.load(std::memory_order_acquire);
-  std::uint64_t spawned = foreign_spawned_.load(std::memory_order_acquire);
-  for (auto& w : workers_) spawned += w->counters().spawned.load(std::memory_order_acquire);
-  return static_cast<std::size_t>(spawned - exited);
+  std::size_t n = foreign_registry_.size();
+  for (auto& w : workers_) n += w->registry().size();
+  return n;
 }
 
 inline std::int64_t scheduler::earliest_timer_ns() const noexcept {
