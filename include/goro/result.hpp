@@ -33,7 +33,9 @@ class result {
     return *this;
   }
   result& operator=(result&& other) noexcept(std::is_nothrow_move_constructible_v<T> &&
-                                             std::is_nothrow_move_assignable_v<T>) {
+                                             std::is_nothrow_move_assignable_v<T>)
+    requires std::is_move_constructible_v<T> && std::is_move_assignable_v<T>
+  {
     if (this != &other) assign(std::move(other.value_), std::move(other.error_));
     return *this;
   }

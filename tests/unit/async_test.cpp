@@ -356,6 +356,12 @@ TEST_CASE("result copies, moves and assigns carry the value or the error") {
 
   // Move-only values move; such results are not copyable.
   static_assert(!std::is_copy_constructible_v<result<std::unique_ptr<int>>>);
+  static_assert(!std::is_copy_assignable_v<result<std::unique_ptr<int>>>);
+  static_assert(std::is_copy_assignable_v<result<std::string>>);
+  struct fixed {
+    const int v;
+  };  // constructible, not assignable: neither is its result
+  static_assert(std::is_move_constructible_v<result<fixed>> && !std::is_move_assignable_v<result<fixed>>);
   static_assert(std::is_nothrow_move_constructible_v<result<std::unique_ptr<int>>>);
   result<std::unique_ptr<int>> owner = result<std::unique_ptr<int>>::success(std::make_unique<int>(7));
   result<std::unique_ptr<int>> next(std::move(owner));
