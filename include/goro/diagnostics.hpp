@@ -63,6 +63,7 @@ struct metrics {
   std::uint64_t io_ready_polled = 0;  // fibers an idle worker found ready on the reactor itself (no poller-thread hop)
   std::int64_t global_queue_length = 0;
   std::size_t pending_timers = 0;
+  std::size_t registry_slots = 0;   // slots in the live-fiber registry's tables (grown on demand, kept)
   long stack_slots = 0;             // fiber stacks carved so far (in use or free)
   long guarded_stacks = 0;          // of which have a guard page
   long released_stacks = 0;         // free stacks whose pages went back to the OS
@@ -81,6 +82,7 @@ inline metrics runtime_metrics() {
   for (detail::scheduler* s : detail::process().schedulers) {
     m.workers += s->worker_count();
     m.live_fibers += s->live_fibers();
+    m.registry_slots += s->registry_slots();
     m.global_queue_length += s->global().size();
     m.pending_timers += s->pending_timers();
     m.fibers_spawned += s->foreign_spawned();
@@ -138,6 +140,8 @@ inline std::string metrics_text() {
          m.io_ready_polled);
   metric("global_queue_length", "gauge", "Fibers waiting in the global run queue.", m.global_queue_length);
   metric("pending_timers", "gauge", "Armed timers (sleeps, timeouts, tickers, deadlines).", m.pending_timers);
+  metric("registry_slots", "gauge", "Slots in the live-fiber registry's tables (grown on demand, kept).",
+         m.registry_slots);
   metric("stack_slots", "gauge", "Fiber stacks carved (in use or free).", m.stack_slots);
   metric("guarded_stacks", "gauge", "Fiber stacks with a guard page.", m.guarded_stacks);
   metric("released_stacks", "gauge", "Free stacks whose memory went back to the OS.", m.released_stacks);

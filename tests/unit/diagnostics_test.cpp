@@ -113,6 +113,110 @@ TEST_CASE("a fiber that exited on another worker than its spawner's is neither c
   CHECK(goro::live_fibers() == 0);
 }
 
+// Spawns are registered by the spawning worker and exits clear their slot
+// from whichever worker runs them, with no lock between the two; walkers pin
+// a slot while they read its fiber. Under churn on both workers, every walk
+// must list each parked fiber exactly once, and live_fibers() (spawns minus
+// exits, read in that order so it cannot underflow) must stay between what
+// is surely alive and a small bound. (A wrong read order, spawns before
+// exits, undercounts only when a fiber is spawned and exits between the two
+// reads: this catches it in some runs, not every one. Under ASan and TSan the
+// walks also check the pin: a fiber freed under a walker is a report there.)
+TEST_CASE("live_fibers and list_fibers hold while fibers come and go on every worker") {
+  goro_test::run_in_goro(2, [] {
+    const std::size_t anchors = 64;
+    goro::wait_group gate, parked;
+    gate.add(1);
+    parked.add(static_cast<std::int64_t>(anchors));
+    for (std::size_t i = 0; i < anchors; ++i)
+      goro::spawn({.name = "anchor"}, [&] {
+        parked.done();
+        gate.wait();
+      });
+    parked.wait();
+
+    const long rounds = goro_test::scaled(200'000, 5'000);
+    std::atomic<int> churning{2};
+    for (int spawner = 0; spawner < 2; ++spawner)
+      goro::spawn([&] {
+        goro::wait_group wg;
+        for (long i = 0; i < rounds; ++i) {
+          wg.add(1);
+          goro::spawn([&wg] { wg.done(); });
+          if (i % 64 == 63) wg.wait();  // at most 64 in flight per spawner
+        }
+        wg.wait();
+        churning.fetch_sub(1);
+      });
+
+    // Alive for sure: main, the anchors. At most: those, both spawners and
+    // 2 x 64 churn fibers, plus spawns that land during a read.
+    const std::size_t at_least = 1 + anchors, at_most = 1 + anchors + 2 + 2 * 64 + 64;
+    long walks = 0, bad_counts = 0, bad_lists = 0;
+    std::size_t worst_live = at_least;
+    while (churning.load() > 0) {
+      for (int read = 0; read < 32; ++read) {  // reads are cheap, walks are not
+        const std::size_t live = goro::live_fibers();
+        if (live < at_least || live > at_most) {
+          ++bad_counts;
+          worst_live = live;
+        }
+      }
+      auto all = goro::list_fibers();
+      std::vector<std::uint64_t> ids;
+      std::size_t seen = 0;
+      for (auto& f : all) {
+        ids.push_back(f.id);
+        if (f.name == "anchor") ++seen;
+      }
+      std::sort(ids.begin(), ids.end());
+      if (seen != anchors || std::adjacent_find(ids.begin(), ids.end()) != ids.end()) ++bad_lists;
+      ++walks;
+      goro::this_fiber::yield();  // let a churn fiber queued here run
+    }
+    INFO("walks " << walks << ", a bad count: " << worst_live);
+    CHECK(walks > 0);
+    CHECK(bad_counts == 0);
+    CHECK(bad_lists == 0);
+    gate.done();
+  });
+}
+
+// The registry's tables grow with the fibers alive at once, not with the
+// number ever spawned: a dense block of long-lived fibers in a shard's table
+// must not make every later lap of its cursor add a chunk (that grew the
+// table to about a million slots in this test; the bound is about 13,000).
+TEST_CASE("the registry's tables grow with the live fibers, not with the spawns") {
+  goro_test::run_in_goro(1, [] {
+    const std::size_t parked_n = 5'000, batch = 100;
+    goro::wait_group gate, parked;
+    gate.add(1);
+    parked.add(static_cast<std::int64_t>(parked_n));
+    for (std::size_t i = 0; i < parked_n; ++i)
+      goro::spawn([&] {
+        parked.done();
+        gate.wait();
+      });
+    parked.wait();
+    const long batches = goro_test::scaled(10'000, 1'000);
+    for (long b = 0; b < batches; ++b) {
+      goro::wait_group wg;
+      wg.add(static_cast<std::int64_t>(batch));
+      for (std::size_t i = 0; i < batch; ++i) goro::spawn([&wg] { wg.done(); });
+      wg.wait();
+    }
+    // Two shards (the worker's; the foreign one holds the main fiber): the
+    // worker's grows only while it has fewer than 2 x live + one chunk
+    // (1,024) slots, the foreign one has its first chunk.
+    const std::size_t peak_live = 1 + parked_n + batch;
+    const std::size_t slots = goro::runtime_metrics().registry_slots;
+    INFO("registry slots " << slots);
+    CHECK(slots >= peak_live);
+    CHECK(slots <= 2 * peak_live + 3 * 1024);
+    gate.done();
+  });
+}
+
 TEST_CASE("list_fibers shows a parked fiber's name, spawn site, state and wait reason") {
   unsigned workers = GORO_WORKERS();
   goro_test::run_in_goro(workers, [] {

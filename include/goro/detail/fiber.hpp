@@ -14,7 +14,8 @@
 //     the only way from waiting to runnable.
 //   * Identity fields (id, name, spawn_site, stack) are written before the
 //     fiber is registered and never change: racy readers (dump_fibers) read
-//     them under the registry shard lock that published them.
+//     them with the fiber's registry slot pinned (registry_shard, in
+//     scheduler.hpp), which its exit waits out.
 //   * state/reason/blocked_since are atomics so diagnostics may read them while
 //     the fiber runs elsewhere; they are descriptive, never used to synchronise.
 //   * Every state change goes through transition(), which checks `from` when
@@ -87,7 +88,7 @@ class fiber_name {
 // What the task entry point is asked to do with the spawned callable.
 enum class task_op : unsigned char { run, dispose };
 
-// 256 bytes on x86_64: every byte is paid per live fiber (a million queued
+// 240 bytes on x86_64: every byte is paid per live fiber (a million queued
 // fibers are a million of these, all touched), so fields are packed by size
 // and the one-byte ones share a word.
 struct fiber {
@@ -121,10 +122,8 @@ struct fiber {
   // --- unguarded stacks: set once the fiber switched out near its bottom ---
   bool went_deep = false;  // owner: whoever runs the fiber
 
-  // --- registry links: guarded by reg_shard->mu ---
-  fiber* reg_prev = nullptr;
-  fiber* reg_next = nullptr;
-  registry_shard* reg_shard = nullptr;
+  // --- the registry slot holding this fiber (registry_shard): set at spawn ---
+  std::atomic<std::uintptr_t>* reg_slot = nullptr;
 };
 // Four cache lines in a plain build (the sanitizers' switch state adds up
 // to 32 bytes): a fiber spawned on one core and run on another moves every

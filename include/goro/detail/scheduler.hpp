@@ -46,7 +46,7 @@
 //
 // Locks and ownership:
 //   * idle_mu_ guards idle_ and worker::in_idle_list_.
-//   * registry_shard::mu guards its fiber list and count.
+//   * registry_shard::mu orders the walkers of its table and its growth.
 //   * Per-worker fields marked "owner only" are touched only on that worker's
 //     thread (the worker loop or a fiber it runs).
 //   * Never hold a thread_local address across a switch: current_worker() is
@@ -112,39 +112,124 @@ inline thread_local worker* tls_current_worker = nullptr;
 inline worker* current_worker() noexcept { return current_worker_slot(); }
 
 // ---------------------------------------------------------------------------
-// Live-fiber registry (Go's allgs), sharded per worker to keep spawn/exit off a
-// shared lock. A fiber stays in the shard it was registered in until it exits.
+// Live-fiber registry (Go's allgs), sharded per worker. A shard is a table of
+// slots, each free (0) or holding one live fiber, in chunks that never move.
+// The worker that spawns a fiber stores it into a free slot of its own shard
+// (no lock), and whichever thread runs the fiber's exit clears that slot
+// (one compare-exchange, no lock). Why not a locked list: with spawns on one
+// core and exits on the other, the shard lock's line and the neighbours' link
+// lines crossed cores several times per fiber; spawn+join on 2 workers took
+// 215 ns per fiber against 134 with no registry at all (bench/RESULTS.md,
+// session 9). A spawner fills the slots in order and the exits clear them in
+// about the same order, so a table line (8 slots) crosses twice per 8 fibers.
+//
+// Walkers (list_fibers, dumps, the deadlock report, shutdown) hold the shard's
+// mu, which orders them against one another and against the table's growth,
+// and pin a slot (its low bit) while they read the fiber in it: an exit
+// waits for the unpin, so no fiber is freed under a walker's reads.
+// live_fibers() does not walk: it is spawns minus exits, from counters.
+//
 // A worker's shard also holds its cache of free fiber objects (Go's per-P
 // gFree): spawn takes from the spawning worker's, exit gives to the exiting
 // worker's, so neither takes a lock for the object itself.
+//
+// Invariants:
+//   * Only the owner (the worker; for the foreign shard, a thread holding mu)
+//     stores a fiber into a slot, and only into a free one; only the fiber's
+//     exit frees it; walkers only set and clear the pin of an occupied slot.
+//   * chunks_ grows only under mu, by the owner; the owner reads it without
+//     mu (it is the only writer), walkers under mu. cursor_ is the owner's.
 struct registry_shard {
+  using slot = std::atomic<std::uintptr_t>;  // a fiber*, | pinned while a walker reads it; 0: free
+  static constexpr std::uintptr_t pinned = 1;  // fibers are 16-aligned
+  static constexpr std::size_t chunk_slots = 1024;  // 8 KiB
+  static constexpr int probes = 16;  // slots tried from the cursor before the slow path
+
   spinlock mu;
-  fiber* head GORO_GUARDED_BY(mu) = nullptr;
-  std::size_t count GORO_GUARDED_BY(mu) = 0;
   fiber_cache fibers;  // owner only: the worker whose shard this is (unused in the foreign shard)
 
-  void add(fiber* f) GORO_EXCLUDES(mu) {
-    spin_guard lock(mu);
-    f->reg_shard = this;
-    f->reg_prev = nullptr;
-    f->reg_next = head;
-    if (head != nullptr) head->reg_prev = f;
-    head = f;
-    ++count;
+  // Owner: registers f. live is the runtime's live-fiber count (an upper
+  // bound is fine), called only when the slots near the cursor are taken:
+  // the table grows while it has fewer than twice that many slots, else a
+  // free slot is searched for.
+  template <class LiveCount>
+  void add(fiber* f, LiveCount&& live) {
+    const std::size_t capacity = chunks_.size() * chunk_slots;
+    for (int i = 0; i < probes && capacity > 0; ++i) {
+      slot& s = next_slot(capacity);
+      if (s.load(std::memory_order_relaxed) == 0) return occupy(s, f);  // relaxed: only we fill a free slot
+    }
+    add_slow(f, live());
   }
-  void remove(fiber* f) GORO_EXCLUDES(mu) {
-    spin_guard lock(mu);
-    if (f->reg_prev != nullptr)
-      f->reg_prev->reg_next = f->reg_next;
-    else
-      head = f->reg_next;
-    if (f->reg_next != nullptr) f->reg_next->reg_prev = f->reg_prev;
-    --count;
+
+  // The exiting fiber's thread: frees f's slot, waiting out a walker that
+  // has it pinned (a walker reads one fiber's fields, never blocking).
+  static void remove(fiber* f) noexcept {
+    slot& s = *f->reg_slot;
+    const auto mine = reinterpret_cast<std::uintptr_t>(f);
+    for (std::uintptr_t expected = mine;
+         !s.compare_exchange_weak(expected, 0, std::memory_order_acquire,  // acquire: pairs with the walker's unpin,
+                                  std::memory_order_relaxed);              // so its reads of f precede f's free
+         expected = mine)
+      cpu_relax();
   }
-  std::size_t size() GORO_EXCLUDES(mu) {
+
+  // Any thread: visit(f) for every fiber registered here, each pinned while
+  // visited. visit must not block or switch fibers.
+  template <class Visit>
+  void for_each(Visit&& visit) GORO_EXCLUDES(mu) {
     spin_guard lock(mu);
-    return count;
+    for (auto& chunk : chunks_) {
+      for (std::size_t i = 0; i < chunk_slots; ++i) {
+        slot& s = chunk[i];
+        std::uintptr_t v = s.load(std::memory_order_acquire);  // acquire: pairs with occupy(): f is built
+        while (v != 0) {
+          if (s.compare_exchange_weak(v, v | pinned, std::memory_order_acquire, std::memory_order_acquire)) {
+            visit(reinterpret_cast<fiber*>(v));
+            s.store(v, std::memory_order_release);  // release: our reads happen before the exit's free
+            break;
+          }
+        }
+      }
+    }
   }
+
+  std::size_t slots() GORO_EXCLUDES(mu) {
+    spin_guard lock(mu);
+    return chunks_.size() * chunk_slots;
+  }
+
+ private:
+  slot& next_slot(std::size_t capacity) noexcept {
+    slot& s = chunks_[cursor_ / chunk_slots][cursor_ % chunk_slots];
+    if (++cursor_ == capacity) cursor_ = 0;
+    return s;
+  }
+  static void occupy(slot& s, fiber* f) noexcept {
+    f->reg_slot = &s;
+    s.store(reinterpret_cast<std::uintptr_t>(f), std::memory_order_release);  // release: walkers see f built
+  }
+  void add_slow(fiber* f, std::size_t live) {
+    const std::size_t capacity = chunks_.size() * chunk_slots;
+    if (capacity >= 2 * live + chunk_slots) {
+      // At least half the slots are free: a dense stretch, search past it.
+      for (std::size_t i = 0; i < capacity; ++i) {
+        slot& s = next_slot(capacity);
+        if (s.load(std::memory_order_relaxed) == 0) return occupy(s, f);  // relaxed: as in add()
+      }
+    }
+    auto chunk = std::make_unique<slot[]>(chunk_slots);  // value-initialised: all free
+    slot& first = chunk[0];
+    {
+      spin_guard lock(mu);
+      chunks_.push_back(std::move(chunk));
+    }
+    cursor_ = capacity + 1;
+    occupy(first, f);
+  }
+
+  std::vector<std::unique_ptr<slot[]>> chunks_;
+  std::size_t cursor_ = 0;
 };
 
 fiber_info snapshot(const fiber* f);  // below
@@ -175,6 +260,7 @@ struct worker_counters {
   std::atomic<std::uint64_t> parks{0};
   std::atomic<std::uint64_t> wakes{0};
   std::atomic<std::uint64_t> spawned{0};
+  std::atomic<std::uint64_t> exited{0};  // fibers of this runtime that exited on this worker
   std::atomic<std::uint64_t> io_polled{0};  // fibers readied by this worker's own poll of the reactor
   // Owner-only increments: load+store, no RMW on the hot path.
   static void bump(std::atomic<std::uint64_t>& c, std::uint64_t by = 1) noexcept {
@@ -309,6 +395,8 @@ class scheduler {
   bool stopping() const noexcept { return stopping_.load(std::memory_order_acquire); }
   global_queue& global() noexcept { return global_; }
   std::size_t live_fibers() noexcept;
+  void count_exit(worker* w) noexcept;  // by finalize_fiber, on the thread that ran the exit
+  std::size_t registry_slots() noexcept;  // registry table capacity, all shards (tests, metrics)
   template <class Visit>
   void for_each_fiber(Visit&& visit);
   std::int64_t earliest_timer_ns() const noexcept;
@@ -364,6 +452,8 @@ class scheduler {
   // detector treats any of them within the grace period as "still alive".
   alignas(64) std::atomic<std::uint64_t> foreign_activity_{0};
   std::atomic<std::uint64_t> foreign_spawned_{0};
+  std::atomic<std::uint64_t> foreign_exited_{0};  // exits off this runtime's workers (count_exit)
+  std::mutex foreign_add_mu_;  // the foreign registry's owner: whichever foreign thread holds this
   registry_shard foreign_registry_;  // fibers spawned from non-worker threads
 
   // Diagnostics.
@@ -746,15 +836,20 @@ void scheduler::spawn(const std::string& name, std::size_t stack_size, goro::sou
   f->context.prepare(context_entry{&run_fiber, &finalize_fiber, f}, stack_size);
 
   if (w != nullptr) {
-    w->registry().add(f);
+    w->registry().add(f, [this] { return live_fibers(); });
+    // Published to live_fibers() by the push below (release), before any
+    // worker can run f and count its exit.
     worker_counters::bump(w->counters().spawned);
     // Go's newproc: the new fiber takes runnext, and it always may run in
     // parallel, so wake an idle worker.
     if (fiber* kicked = w->queue().push_runnext(f)) w->push_local(kicked);
     wake_one_worker();
   } else {
-    foreign_registry_.add(f);
-    foreign_spawned_.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistic
+    {
+      std::lock_guard lock(foreign_add_mu_);  // foreign threads take turns as the foreign shard's owner
+      foreign_registry_.add(f, [this] { return live_fibers(); });
+    }
+    foreign_spawned_.fetch_add(1, std::memory_order_relaxed);  // relaxed: published by the push below
     foreign_activity_.fetch_add(1, std::memory_order_relaxed);  // relaxed: read by the deadlock detector after a futex timeout
     global_.push(f);
     wake_one_worker();
@@ -791,12 +886,13 @@ inline void finalize_fiber(void* arg) noexcept {
   f->state.store(fiber_state::dead, std::memory_order_relaxed);  // relaxed: descriptive
   scheduler* s = f->sched;
   bool is_main = f->is_main;
-  f->reg_shard->remove(f);
+  registry_shard::remove(f);
   // Runs on f's stack (or, never started, on the unwinder's): see
   // execution_context. The object goes to the free cache of the worker this
   // runs on (owner only: we are on its thread), or to the depot off workers.
   worker* w = current_worker();
   delete_fiber(f, w != nullptr ? &w->registry().fibers : nullptr);
+  s->count_exit(w);
   if (is_main) s->finished_main();
 }
 
@@ -1214,18 +1310,40 @@ inline void scheduler::unwind_leftovers() {
 
 template <class Visit>
 void scheduler::for_each_fiber(Visit&& visit) {
-  auto walk = [&](registry_shard& shard) {
-    spin_guard lock(shard.mu);
-    for (fiber* f = shard.head; f != nullptr; f = f->reg_next) visit(f);
-  };
-  for (auto& w : workers_) walk(w->registry());
-  walk(foreign_registry_);
+  for (auto& w : workers_) w->registry().for_each(visit);
+  foreign_registry_.for_each(visit);
 }
 
+// Exits are read before spawns: a fiber's spawn count is published before it
+// can run (spawn's queue push), so every exit seen has its spawn seen too and
+// the difference never underflows. Spawns that land meanwhile may be counted
+// without their exits: an upper bound while fibers come and go, exact when
+// they stop (all a leak check or the deadlock detector asks).
 inline std::size_t scheduler::live_fibers() noexcept {
-  std::size_t n = foreign_registry_.size();
-  for (auto& w : workers_) n += w->registry().size();
+  std::uint64_t exited = foreign_exited_.load(std::memory_order_acquire);  // acquire: see the spawns before
+  for (auto& w : workers_) exited += w->counters().exited.load(std::memory_order_acquire);  // acquire: as above
+  std::uint64_t spawned = foreign_spawned_.load(std::memory_order_relaxed);  // relaxed: ordered by the loads above
+  for (auto& w : workers_) spawned += w->counters().spawned.load(std::memory_order_relaxed);  // relaxed: as above
+  return static_cast<std::size_t>(spawned - exited);
+}
+
+inline std::size_t scheduler::registry_slots() noexcept {
+  std::size_t n = foreign_registry_.slots();
+  for (auto& w : workers_) n += w->registry().slots();
   return n;
+}
+
+// After f's exit: counted by the worker it ran on when that is one of ours,
+// else (a fiber unwound off the workers, or run by another runtime's worker)
+// in the shared counter. Release: publishes the spawn count seen by whoever
+// ran f (live_fibers).
+inline void scheduler::count_exit(worker* w) noexcept {
+  if (w != nullptr && &w->sched() == this) {
+    auto& c = w->counters().exited;
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_release);  // single writer: its worker
+  } else {
+    foreign_exited_.fetch_add(1, std::memory_order_release);
+  }
 }
 
 inline std::int64_t scheduler::earliest_timer_ns() const noexcept {
