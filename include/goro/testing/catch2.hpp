@@ -20,7 +20,21 @@ class catch2_leak_listener : public Catch::TestEventListenerBase {
     Catch::TestEventListenerBase::testCaseStarting(info);
     baseline_ = leak_baseline{};
   }
+  // A signal killed the test case: Catch reports it from its signal handler
+  // and then dies. No leak check there: it takes goro's process lock, which
+  // the crashed thread may hold (a crash inside list_fibers or dump_fibers
+  // deadlocked the handler until ctest's timeout), and it sleeps.
+  // (Catch2 v2 does not pass fatalErrorEncountered on to listeners; the
+  // fatal result reaches them as an assertion.)
+  bool assertionEnded(Catch::AssertionStats const& stats) override {
+    if (stats.assertionResult.getResultType() == Catch::ResultWas::FatalErrorCondition) fatal_ = true;
+    return Catch::TestEventListenerBase::assertionEnded(stats);
+  }
   void testCaseEnded(Catch::TestCaseStats const& stats) override {
+    if (fatal_) {
+      Catch::TestEventListenerBase::testCaseEnded(stats);
+      return;
+    }
     try {
       check_since(baseline_.value_or(leak_baseline{}));
     } catch (const leaked_fibers_error& e) {
@@ -43,6 +57,7 @@ class catch2_leak_listener : public Catch::TestEventListenerBase {
  private:
   std::optional<leak_baseline> baseline_;
   bool leaked_ = false;
+  bool fatal_ = false;  // set from Catch's signal handler, read on its way out
 };
 
 CATCH_REGISTER_LISTENER(catch2_leak_listener)
