@@ -38,7 +38,13 @@ namespace goro {
 //     goro::spawn([&] { job.run(); wg.done(); });
 //   }
 //   wg.wait();
-class wait_group {
+//
+// A whole cache line to itself: every done() is a locked add on state_, from
+// whichever worker runs the fiber, and a wait group usually sits in its
+// owner's stack frame or struct beside data the owner writes all the time.
+// Sharing that line cost a transfer each way per done(): spawn+join on 2
+// workers 142 -> 127 ns per fiber with the padding (bench/RESULTS.md, session 9).
+class alignas(64) wait_group {
  public:
   wait_group() = default;
   wait_group(const wait_group&) = delete;

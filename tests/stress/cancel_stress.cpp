@@ -277,7 +277,7 @@ TEST_CASE("cancel storms over a context tree end every blocked op exactly once, 
   const int fiber_actors = static_cast<int>(goro_test::scaled(48, 16));
   const int thread_actors = 2;
   const int actors = fiber_actors + thread_actors;
-  const long ops = 25;
+  static constexpr long ops = 25;
   const int nodes = 40;
 
   goro::run_options options;
@@ -321,7 +321,7 @@ TEST_CASE("cancel storms over a context tree end every blocked op exactly once, 
       goro::wait_group acting;
       acting.add(fiber_actors);
       for (int a = 0; a < fiber_actors; ++a)
-        goro::spawn({.name = "cancel-actor"}, [&st, &acting, a, ops, round] {
+        goro::spawn({.name = "cancel-actor"}, [&st, &acting, a, round] {
           std::mt19937 r(static_cast<unsigned>(round * 100003 + a));
           for (long i = 0; i < ops; ++i) run_op(st, r, a * ops + i, true);
           acting.done();
@@ -329,7 +329,7 @@ TEST_CASE("cancel storms over a context tree end every blocked op exactly once, 
       goro::chan<int> threads_done{thread_actors};
       std::vector<std::thread> threads;
       for (int t = 0; t < thread_actors; ++t)
-        threads.emplace_back([&st, threads_done, a = fiber_actors + t, ops, round] {
+        threads.emplace_back([&st, threads_done, a = fiber_actors + t, round] {
           std::mt19937 r(static_cast<unsigned>(round * 100003 + a));
           for (long i = 0; i < ops; ++i) run_op(st, r, a * ops + i, false);
           threads_done.send(1);

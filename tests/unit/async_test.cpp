@@ -276,11 +276,11 @@ TEST_CASE("timeout cannot kill a fiber that ignores its context: it reports the 
 
 TEST_CASE("spawn_many starts n fibers running at once and returns their futures in order") {
   unsigned workers = GORO_WORKERS();
-  const std::size_t n = 200;
+  static constexpr std::size_t n = 200;
   goro_test::run_in_goro(workers, [&] {
     std::atomic<std::size_t> arrived{0};
     goro::chan<int> all_here{0};
-    auto futures = goro::spawn_many(n, [&arrived, all_here, n](std::size_t i) {
+    auto futures = goro::spawn_many(n, [&arrived, all_here](std::size_t i) {
       // A barrier: nobody returns before all n have started, which only
       // works if each runs in its own fiber.
       if (arrived.fetch_add(1) + 1 == n) all_here.close();

@@ -36,6 +36,15 @@ class run_queue {
     return true;
   }
 
+  // Owner only: the fiber k places behind the head, or null. A hint for
+  // prefetching only: a thief may take it meanwhile.
+  fiber* peek(std::uint32_t k) const noexcept {
+    std::uint32_t head = head_.load(std::memory_order_relaxed);  // relaxed: a hint
+    std::uint32_t tail = tail_.load(std::memory_order_relaxed);  // relaxed: only the owner writes tail_
+    if (tail - head <= k) return nullptr;
+    return slots_[(head + k) % capacity].load(std::memory_order_relaxed);  // relaxed: never dereferenced
+  }
+
   // Owner only: pop from head (FIFO; LIFO locality comes from runnext).
   fiber* pop() noexcept {
     std::uint32_t head = head_.load(std::memory_order_acquire);  // acquire: pairs with thieves' CAS
