@@ -435,6 +435,71 @@ TEST_CASE("among ready cases select chooses uniformly at random") {
   }
 }
 
+// select's first round only tries each channel's lock and passes over one
+// whose lock is held (another operation is mid-way on it). Here a plain
+// thread holds the lock of one ready channel while another channel is ready
+// too: every select must take the free one without waiting. A select that
+// waited for the held lock would get it only when the thread gives up after
+// 2 s, and take the held channel's case.
+TEST_CASE("select passes over a ready channel whose lock is held when another case is ready") {
+  goro_test::run_in_goro(GORO_WORKERS(), [] {
+    goro::chan<int> held_ch{1}, free_ch{1};
+    goro::detail::spinlock& held_lock = goro::detail::state_of(held_ch)->lock;
+    int took_held = 0, rounds = 20;
+    for (int r = 0; r < rounds; ++r) {
+      held_ch.send(1);
+      free_ch.send(2);
+      std::atomic<bool> held{false}, done{false};
+      std::thread holder([&] {
+        held_lock.lock();
+        held.store(true);
+        const auto give_up = std::chrono::steady_clock::now() + 2s;
+        while (!done.load() && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+        held_lock.unlock();
+      });
+      while (!held.load()) goro::this_fiber::yield();
+      int got = 0;
+      const int taken = goro::select(goro::on_recv(held_ch, [&](std::optional<int> v) { got = v.value_or(-1); }),
+                                     goro::on_recv(free_ch, [&](std::optional<int> v) { got = v.value_or(-1); }));
+      done.store(true);
+      goro::blocking([&] { holder.join(); });
+      if (taken == 0) {
+        ++took_held;
+        free_ch.recv();
+      } else {
+        CHECK(got == 2);
+        held_ch.recv();
+      }
+    }
+    CHECK(took_held == 0);
+  });
+}
+
+// ...and when the channel whose lock is held is the only one ready, the
+// select waits for that lock and takes it: it is not missed (no timeout).
+TEST_CASE("select takes a ready channel whose lock is held once it is the only one ready") {
+  goro_test::run_in_goro(GORO_WORKERS(), [] {
+    goro::chan<int> held_ch{1}, empty_ch{1};
+    goro::detail::spinlock& held_lock = goro::detail::state_of(held_ch)->lock;
+    held_ch.send(7);
+    std::atomic<bool> held{false};
+    std::thread holder([&] {
+      held_lock.lock();
+      held.store(true);
+      std::this_thread::sleep_for(20ms);  // the stimulus: a lock held for a while
+      held_lock.unlock();
+    });
+    while (!held.load()) goro::this_fiber::yield();
+    int got = 0;
+    const int taken = goro::select(goro::on_recv(held_ch, [&](std::optional<int> v) { got = v.value_or(-1); }),
+                                   goro::on_recv(empty_ch, [](std::optional<int>) {}),
+                                   goro::on_timeout(10s, [] {}));
+    goro::blocking([&] { holder.join(); });
+    CHECK(taken == 0);
+    CHECK(got == 7);
+  });
+}
+
 TEST_CASE("a select parked on several channels is woken exactly once when all become ready together") {
   unsigned workers = GORO_WORKERS();
   bool selector_is_thread = GENERATE(false, true);

@@ -30,6 +30,11 @@ class GORO_CAPABILITY("mutex") spinlock {
     return !locked_.load(std::memory_order_relaxed) &&  // relaxed: only a hint before the exchange
            !locked_.exchange(true, std::memory_order_acquire);
   }
+  // One exchange, no test first: for a caller that expects the lock to be
+  // free (a load first costs a little when it is).
+  bool try_lock_expecting_free() noexcept GORO_TRY_ACQUIRE(true) {
+    return !locked_.exchange(true, std::memory_order_acquire);  // acquire: pairs with release in unlock()
+  }
   void unlock() noexcept GORO_RELEASE() {
     locked_.store(false, std::memory_order_release);  // release: pairs with acquire in lock()
   }
