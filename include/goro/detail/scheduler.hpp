@@ -151,7 +151,12 @@ struct registry_shard {
   // Owner: registers f. live is the runtime's live-fiber count (an upper
   // bound is fine), called only when the slots near the cursor are taken:
   // the table grows while it has fewer than twice that many slots, else a
-  // free slot is searched for.
+  // free slot is searched for. So a shard holds at most 2 x live + 2,048
+  // slots (8 bytes each), and W workers' shards (W+1) times that if all are
+  // dense at once. Measured: 1M parked fibers on 2 workers, 1.0M slots; a
+  // million short spawns after that, 1.53M slots (12 MiB beside the fibers'
+  // 4.3 GiB): each lap of the cursor through the dense block adds a chunk
+  // until the 2 x live bound.
   template <class LiveCount>
   void add(fiber* f, LiveCount&& live) {
     const std::size_t capacity = chunks_.size() * chunk_slots;
