@@ -168,15 +168,21 @@ struct registry_shard {
   }
 
   // The exiting fiber's thread: frees f's slot, waiting out a walker that
-  // has it pinned (a walker reads one fiber's fields, never blocking).
+  // has it pinned (a walker reads one fiber's fields, never blocking; but a
+  // walker on a plain thread may be preempted, hence the yield).
   static void remove(fiber* f) noexcept {
     slot& s = *f->reg_slot;
     const auto mine = reinterpret_cast<std::uintptr_t>(f);
+    unsigned spins = 0;
     for (std::uintptr_t expected = mine;
          !s.compare_exchange_weak(expected, 0, std::memory_order_acquire,  // acquire: pairs with the walker's unpin,
                                   std::memory_order_relaxed);              // so its reads of f precede f's free
-         expected = mine)
-      cpu_relax();
+         expected = mine) {
+      if (++spins < 4096)
+        cpu_relax();
+      else
+        std::this_thread::yield();
+    }
   }
 
   // Any thread: visit(f) for every fiber registered here, each pinned while
