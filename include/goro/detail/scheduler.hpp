@@ -846,8 +846,17 @@ void scheduler::spawn(const std::string& name, std::size_t stack_size, goro::sou
   f->id = w != nullptr ? w->next_fiber_id() : process().next_id.fetch_add(1, std::memory_order_relaxed);
   f->context.prepare(context_entry{&run_fiber, &finalize_fiber, f}, stack_size);
 
+  auto register_fiber = [&](registry_shard& shard) {
+    try {
+      shard.add(f, [this] { return live_fibers(); });  // throws bad_alloc only when a new chunk cannot be had
+    } catch (...) {
+      std::exchange(f->task, nullptr)(task_op::dispose, f->inline_callable);
+      delete_fiber(f, cache);
+      throw;
+    }
+  };
   if (w != nullptr) {
-    w->registry().add(f, [this] { return live_fibers(); });
+    register_fiber(w->registry());
     // Published to live_fibers() by the push below (release), before any
     // worker can run f and count its exit.
     worker_counters::bump(w->counters().spawned);
@@ -858,7 +867,7 @@ void scheduler::spawn(const std::string& name, std::size_t stack_size, goro::sou
   } else {
     {
       std::lock_guard lock(foreign_add_mu_);  // foreign threads take turns as the foreign shard's owner
-      foreign_registry_.add(f, [this] { return live_fibers(); });
+      register_fiber(foreign_registry_);
     }
     foreign_spawned_.fetch_add(1, std::memory_order_relaxed);  // relaxed: published by the push below
     foreign_activity_.fetch_add(1, std::memory_order_relaxed);  // relaxed: read by the deadlock detector after a futex timeout
