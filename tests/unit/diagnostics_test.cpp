@@ -118,7 +118,7 @@ TEST_CASE("a fiber that exited on another worker than its spawner's is neither c
 // a slot while they read its fiber. Under churn on both workers, every walk
 // must list each parked fiber exactly once, and live_fibers() (spawns minus
 // exits, read in that order so it cannot underflow) must stay between what
-// is surely alive and a small bound. (A wrong read order, spawns before
+// is surely alive and an underflow. (A wrong read order, spawns before
 // exits, undercounts only when a fiber is spawned and exits between the two
 // reads: this catches it in some runs, not every one. Under ASan and TSan the
 // walks also check the pin: a fiber freed under a walker is a report there.)
@@ -149,9 +149,10 @@ TEST_CASE("live_fibers and list_fibers hold while fibers come and go on every wo
         churning.fetch_sub(1);
       });
 
-    // Alive for sure: main, the anchors. At most: those, both spawners and
-    // 2 x 64 churn fibers, plus spawns that land during a read.
-    const std::size_t at_least = 1 + anchors, at_most = 1 + anchors + 2 + 2 * 64 + 64;
+    // Alive for sure: main, the anchors: never fewer. More only by spawns
+    // that land during a read (a preempted reader can see thousands), so the
+    // upper bound is loose: it catches an underflow, which wraps to ~2^64.
+    const std::size_t at_least = 1 + anchors, at_most = 1'000'000;
     long walks = 0, bad_counts = 0, bad_lists = 0;
     std::size_t worst_live = at_least;
     while (churning.load() > 0) {

@@ -1345,15 +1345,30 @@ void scheduler::for_each_fiber(Visit&& visit) {
 
 // Exits are read before spawns: a fiber's spawn count is published before it
 // can run (spawn's queue push), so every exit seen has its spawn seen too and
-// the difference never underflows. Spawns that land meanwhile may be counted
-// without their exits: an upper bound while fibers come and go, exact when
-// they stop (all a leak check or the deadlock detector asks).
+// the difference never underflows. Fibers spawned and exited between the two
+// reads are counted as alive: so the exits are read again, and while they
+// moved (a few times at most) the count is taken again. The result is exact
+// when no exit lands during a read, and an upper bound otherwise, never
+// below the truth (a reader preempted between its reads over-counted by
+// thousands under ASan before the retry).
 inline std::size_t scheduler::live_fibers() noexcept {
-  std::uint64_t exited = foreign_exited_.load(std::memory_order_acquire);  // acquire: see the spawns before
-  for (auto& w : workers_) exited += w->counters().exited.load(std::memory_order_acquire);  // acquire: as above
-  std::uint64_t spawned = foreign_spawned_.load(std::memory_order_relaxed);  // relaxed: ordered by the loads above
-  for (auto& w : workers_) spawned += w->counters().spawned.load(std::memory_order_relaxed);  // relaxed: as above
-  return static_cast<std::size_t>(spawned - exited);
+  auto exits = [this] {
+    std::uint64_t n = foreign_exited_.load(std::memory_order_acquire);  // acquire: see the spawns before
+    for (auto& w : workers_) n += w->counters().exited.load(std::memory_order_acquire);  // acquire: as above
+    return n;
+  };
+  auto spawns = [this] {
+    std::uint64_t n = foreign_spawned_.load(std::memory_order_relaxed);  // relaxed: ordered by the loads above
+    for (auto& w : workers_) n += w->counters().spawned.load(std::memory_order_relaxed);  // relaxed: as above
+    return n;
+  };
+  std::uint64_t exited = exits();
+  for (int attempt = 0;; ++attempt) {
+    const std::uint64_t spawned = spawns();
+    const std::uint64_t exited_again = exits();
+    if (exited_again == exited || attempt == 3) return static_cast<std::size_t>(spawned - exited);
+    exited = exited_again;
+  }
 }
 
 inline std::size_t scheduler::registry_slots() noexcept {
