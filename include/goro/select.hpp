@@ -200,12 +200,12 @@ int select_impl(Cases&... cases) {
   waiter* to_wake = nullptr;
   // Polls the cases in `order`, returning after the first that completes.
   // each: lock each case's channel around its poll only; each_if_free: the
-  // same, but skip (and count in busy) a channel whose lock is taken; held:
+  // same, but skip (and note in skipped) a channel whose lock is taken; held:
   // the caller holds every lock.
   enum class poll_locking { each, each_if_free, held };
-  std::size_t busy = 0;  // channels skipped by an each_if_free poll
+  bool skipped = false;  // an each_if_free poll passed over a held lock
   auto poll = [&](poll_locking how) GORO_NO_TSA {
-    busy = 0;
+    skipped = false;
     for (std::size_t k = 0; k < n && taken < 0; ++k) {
       std::size_t i = order[k];
       if (cores[i] == nullptr) continue;
@@ -216,7 +216,7 @@ int select_impl(Cases&... cases) {
                           std::remove_reference_t<decltype(c)>::kind == case_kind::send) {
               if (how == poll_locking::each_if_free) {
                 if (!c.core()->lock.try_lock_expecting_free()) {
-                  ++busy;
+                  skipped = true;
                   return;
                 }
               } else if (how == poll_locking::each) {
@@ -252,7 +252,7 @@ int select_impl(Cases&... cases) {
   for (auto* c : cores) channel_cases += c != nullptr ? 1 : 0;
   if (channel_cases > 1) {
     poll(poll_locking::each_if_free);
-    if (taken < 0 && busy > 0) poll(poll_locking::each);
+    if (taken < 0 && skipped) poll(poll_locking::each);
     if (taken < 0 && default_index >= 0) taken = default_index;
     if (taken >= 0) return finish_ready();
   }

@@ -84,14 +84,14 @@ TEST_CASE("sleep_for sleeps at least the duration") {
   goro_test::run_in_goro(workers, [&] {
     for (auto d : {1ms, 20ms, 50ms}) {
       auto start = clock_type::now();
-      goro::sleep_for(d);
+      goro::sleep_for(d);  // the behaviour under test
       auto took = clock_type::now() - start;
       CHECK(took >= d);
       CHECK(took < d + 5s);
     }
     // Other duration types.
     auto start = clock_type::now();
-    goro::sleep_for(std::chrono::duration<double, std::milli>(2.5));
+    goro::sleep_for(std::chrono::duration<double, std::milli>(2.5));  // the behaviour under test
     CHECK(clock_type::now() - start >= 2500us);
     // Zero and negative durations only yield.
     start = clock_type::now();
@@ -117,7 +117,7 @@ TEST_CASE("sleepers wake in the order of their deadlines") {
       wg.add(static_cast<std::int64_t>(order_spawned.size()));
       for (int k : order_spawned)
         goro::spawn([&, k] {
-          goro::sleep_for(k * unit);
+          goro::sleep_for(k * unit);  // the behaviour under test
           {
             std::lock_guard lock(m);
             order.push_back(k);
@@ -144,7 +144,7 @@ TEST_CASE("sleep_until a time in the past returns promptly") {
     CHECK(goro::runtime_metrics().pending_timers == 0);
     // And a future one is honoured.
     auto until = clock_type::now() + 15ms;
-    goro::sleep_until(until);
+    goro::sleep_until(until);  // the behaviour under test
     CHECK(clock_type::now() >= until);
   });
 }
@@ -163,7 +163,7 @@ TEST_CASE("ten thousand sleeping fibers all wake and leave no timer") {
       auto d = std::chrono::milliseconds(ms(rng));
       goro::spawn([&, d] {
         auto t0 = clock_type::now();
-        goro::sleep_for(d);
+        goro::sleep_for(d);  // the behaviour under test
         if (clock_type::now() - t0 < d) early.fetch_add(1);
         woke.fetch_add(1);
         wg.done();
@@ -210,7 +210,7 @@ TEST_CASE("tiny sleeps across workers wake every sleeper and leave its stack alo
     for (int f = 0; f < fibers; ++f)
       goro::spawn([&] {
         for (long i = 0; i < loops; ++i) {
-          goro::sleep_for(std::chrono::microseconds(1 + i % 5));
+          goro::sleep_for(std::chrono::microseconds(1 + i % 5));  // the behaviour under test
           woke.fetch_add(1, std::memory_order_relaxed);
           changed.fetch_add(scribble_and_check(), std::memory_order_relaxed);
         }
@@ -241,7 +241,7 @@ TEST_CASE("sleep and yield work on a plain thread") {
     clock_type::duration thread_took{};
     std::thread t([&] {
       auto t0 = clock_type::now();
-      goro::sleep_for(15ms);
+      goro::sleep_for(15ms);  // the behaviour under test
       thread_took = clock_type::now() - t0;
     });
     t.join();  // blocks this worker briefly; the thread needs no fiber
@@ -266,7 +266,7 @@ TEST_CASE("run returns promptly while fibers sleep for an hour and unwinds them"
     for (int i = 0; i < sleepers; ++i)
       goro::spawn({.name = "hour-sleeper"}, [&] {
         guard g{&destroyed};
-        goro::sleep_for(1h);
+        goro::sleep_for(1h);  // the behaviour under test
       });
     // Return only once every sleeper is really asleep (its guard exists).
     REQUIRE(goro_test::eventually([&] {
