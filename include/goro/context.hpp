@@ -234,8 +234,8 @@ struct context_state : std::enable_shared_from_this<context_state> {
     return c->err;
   }
 
-  static void fire_deadline(timer_node* t) noexcept {
-    auto* self = static_cast<context_state*>(t->context);
+  static void fire_deadline(timer_node*, void* context) noexcept {
+    auto* self = static_cast<context_state*>(context);
     self->cancel(context_errc::deadline_exceeded, true);
   }
 };

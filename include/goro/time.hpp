@@ -38,8 +38,8 @@ struct timer_chan_state : chan_state<time_point> {
 
   // Scheduler context: deliver the time unless the buffer is full (a slow
   // receiver of a ticker misses ticks, like Go).
-  static void fire(timer_node* t) noexcept {
-    auto* self = static_cast<timer_chan_state*>(t->context);
+  static void fire(timer_node*, void* context) noexcept {
+    auto* self = static_cast<timer_chan_state*>(context);
     time_point now = std::chrono::steady_clock::now();
     bool is_closed = false;
     waiter* to_wake = nullptr;

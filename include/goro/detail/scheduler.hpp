@@ -658,8 +658,8 @@ inline void sleep_until_future(steady_time deadline) {
   sleep_state s{};
   s.fib = f;
   s.timer.when = deadline;
-  s.timer.context = &s;
-  s.timer.fire = [](timer_node* t) noexcept { ready(static_cast<sleep_state*>(t->context)->fib); };
+  s.timer.context = f;  // the fiber itself: the heap prefetches a due timer's context
+  s.timer.fire = [](timer_node*, void* context) noexcept { ready(static_cast<fiber*>(context)); };
   timer_guard cancel_on_unwind{&s.timer};  // a no-op after a normal wake-up (the timer fired)
   // The timer is added only after the switch: it may fire on another worker
   // at once, and must not ready a fiber that is still running.
@@ -688,8 +688,8 @@ struct select_timer {
   select_state* sel = nullptr;
   waiter* target = nullptr;  // carries the fiber to wake
   int index = -1;
-  static void fire(timer_node* t) noexcept {
-    auto* self = static_cast<select_timer*>(t->context);
+  static void fire(timer_node*, void* context) noexcept {
+    auto* self = static_cast<select_timer*>(context);
     int expected = -1;
     if (self->sel->winner.compare_exchange_strong(expected, self->index, std::memory_order_acq_rel))  // acq_rel: one winner
       self->target->wake();
@@ -1030,6 +1030,19 @@ inline void worker::execute(fiber* f) {
   if (fiber* later = queue_.peek(1)) {
     for (std::size_t line = 0; line < sizeof(fiber); line += 64)
       __builtin_prefetch(reinterpret_cast<const char*>(later) + line, 1);  // 1: for writing (state, context)
+  }
+  // And the saved registers of the next one (its object was fetched during
+  // the last execute): resuming a fiber parked long ago first misses on
+  // its stack, where the switch pops them.
+  if (fiber* after_later = queue_.peek(2)) {
+    for (std::size_t line = 0; line < sizeof(fiber); line += 64)
+      __builtin_prefetch(reinterpret_cast<const char*>(after_later) + line, 1);
+  }
+  if (fiber* next = queue_.peek(1)) {
+    if (const char* sp = static_cast<const char*>(next->context.resume_point())) {
+      __builtin_prefetch(sp, 1);
+      __builtin_prefetch(sp + 64, 1);
+    }
   }
   if (!f->context.created()) give_first_stack(f);
   bool alive = f->context.resume(eh_globals_);

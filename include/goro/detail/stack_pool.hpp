@@ -34,7 +34,8 @@
 //
 // Why slabs: one mmap per stack costs a syscall, and unmapping one costs a TLB
 // shootdown across every worker; spawning a burst of fibers paid ~15 us each.
-// Slabs of 64 stacks are mapped once and never unmapped (address space only).
+// Slabs of 64 stacks are carved from reservations of 256 MiB of address
+// space (one mmap each, see reserve()) and never unmapped.
 // Memory still falls back after a spike: free stacks beyond the caches get
 // madvise(MADV_DONTNEED), which returns their pages to the OS: at once past
 // a high-water mark, and after a second without stack traffic down to a
@@ -183,25 +184,34 @@ class size_class_pool {
   // the pool runs dry). Throws std::bad_alloc when the kernel refuses.
   void take(stack* out, std::size_t want) {
     const std::int64_t now = touch();
-    {
-      std::lock_guard lock(mu_);
-      // Map first: a refusal then loses nothing already taken.
-      while (dirty_.size() + clean_.size() < want) carve_slab();
-      in_use_ += want;
-      while (want > 0 && !dirty_.empty()) {
-        *out++ = dirty_.back();
-        dirty_.pop_back();
-        --want;
-      }
-      while (want > 0 && !clean_.empty()) {
-        *out++ = clean_.back();
-        clean_.pop_back();
-        stack_statistics().released.fetch_sub(1, std::memory_order_relaxed);  // relaxed: statistic
-        --want;
-      }
-      dirty_size_.store(dirty_.size(), std::memory_order_relaxed);  // relaxed: a hint for trim_deadline_ns
-      note_demand(now);
+    std::unique_lock lock(mu_);
+    // Map first: a refusal then loses nothing already taken. The slab's
+    // guard regions go in outside mu_ (a syscall of ~15 us): another
+    // worker that needs stacks meanwhile carves its own slab instead of
+    // sleeping on the lock.
+    while (dirty_.size() + clean_.size() < want) {
+      char* base = reserve(slab_bytes());
+      lock.unlock();
+      stack slab[slab_stacks];
+      carve_slab(base, slab);
+      lock.lock();
+      clean_.insert(clean_.end(), slab, slab + slab_stacks);  // may throw: the slab's address space leaks
+      if (dirty_.capacity() < high_water + 1) dirty_.reserve(high_water + 1);
     }
+    in_use_ += want;
+    while (want > 0 && !dirty_.empty()) {
+      *out++ = dirty_.back();
+      dirty_.pop_back();
+      --want;
+    }
+    while (want > 0 && !clean_.empty()) {
+      *out++ = clean_.back();
+      clean_.pop_back();
+      stack_statistics().released.fetch_sub(1, std::memory_order_relaxed);  // relaxed: statistic
+      --want;
+    }
+    dirty_size_.store(dirty_.size(), std::memory_order_relaxed);  // relaxed: a hint for trim_deadline_ns
+    note_demand(now);
   }
 
   // When trim_if_idle() would release something: never (no_trim) while the
@@ -338,21 +348,20 @@ class size_class_pool {
     stack_statistics().released.fetch_add(static_cast<long>(stacks.size()), std::memory_order_relaxed);  // relaxed: statistic
   }
 
-  // Maps a slab of never-touched stacks into clean_.
-  void carve_slab() {
+  std::size_t slab_bytes() const noexcept { return (usable_ + page_size()) * slab_stacks; }
+
+  // Lays out the never-touched stacks of the slab at base in out[] and
+  // installs their guard pages. Any thread, without mu_: the slab is not
+  // in any list yet.
+  void carve_slab(char* base, stack (&out)[slab_stacks]) const noexcept {
     const std::size_t ps = page_size();
     const std::size_t slot = usable_ + ps;
-    void* p = ::mmap(nullptr, slot * slab_stacks, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
-    if (p == MAP_FAILED) throw std::bad_alloc();
-    char* base = static_cast<char*>(p);
     stack_statistics().slots.fetch_add(slab_stacks, std::memory_order_relaxed);  // relaxed: statistic
     const bool regions = guard_regions_supported();
-    stack slab[slab_stacks];
     iovec guards[slab_stacks];  // guard regions to install, in one call
     std::size_t n_guards = 0;
     for (std::size_t i = 0; i < slab_stacks; ++i) {
-      stack& s = slab[i];
+      stack& s = out[i];
       s = stack{base + i * slot, static_cast<std::uint32_t>(slot), false, static_cast<std::uint32_t>(size_class_)};
       if (stack_statistics().guarded.fetch_add(1, std::memory_order_relaxed) >= guard_budget()) {  // relaxed: a budget
         stack_statistics().guarded.fetch_sub(1, std::memory_order_relaxed);
@@ -370,19 +379,39 @@ class size_class_pool {
     // them. Refused (older kernels: no PIDFD_SELF) or cut short: one madvise
     // per stack (installing a guard region twice is harmless).
     if (n_guards > 0 && !advise_self<madv_guard_install>(guards, n_guards)) {
-      for (stack& s : slab) {
+      for (stack& s : out) {
         if (s.guarded && ::madvise(s.base, ps, madv_guard_install) != 0) {
           s.guarded = false;
           stack_statistics().guarded.fetch_sub(1, std::memory_order_relaxed);
         }
       }
     }
-    for (const stack& s : slab) {
-      clean_.push_back(s);  // never touched: as good as released
-      stack_statistics().released.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistic
-    }
-    if (dirty_.capacity() < high_water + 1) dirty_.reserve(high_water + 1);
+    // Not yet used: as good as released.
+    stack_statistics().released.fetch_add(static_cast<long>(slab_stacks), std::memory_order_relaxed);  // relaxed: statistic
   }
+
+  // Address space for one slab, from a reservation of many (guarded by
+  // mu_). One mmap per slab was slower: the kernel merges each new mapping
+  // into the one before it, and extending that VMA waits for every page
+  // fault in progress there, so a burst of first runs on two workers had
+  // one stalled behind the other's mmap (cold 100k sleepers: 1.6 of 2
+  // cores busy). A reservation is address space only (MAP_NORESERVE, never
+  // touched) and is never unmapped, like the slabs; the tail of one too
+  // short for the next slab is left unused.
+  char* reserve(std::size_t bytes) {
+    if (static_cast<std::size_t>(reserve_end_ - reserve_next_) < bytes) {
+      const std::size_t size = std::max(bytes, reservation_bytes / bytes * bytes);
+      void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+      if (p == MAP_FAILED) throw std::bad_alloc();
+      reserve_next_ = static_cast<char*>(p);
+      reserve_end_ = reserve_next_ + size;
+    }
+    char* slab = reserve_next_;
+    reserve_next_ += bytes;
+    return slab;
+  }
+  static constexpr std::size_t reservation_bytes = std::size_t{256} << 20;
 
   // Records stack traffic (coarse clock; relaxed: a hint for trimming).
   std::int64_t touch() noexcept {
@@ -413,6 +442,8 @@ class size_class_pool {
   std::size_t previous_peak_ = 0;   // guarded by mu_: the same for the window before
   std::int64_t window_start_ns_ = 0;  // guarded by mu_: coarse monotonic clock
   std::vector<stack> clean_;  // guarded by mu_: pages returned to the OS
+  char* reserve_next_ = nullptr;  // guarded by mu_: the unused part of the current reservation
+  char* reserve_end_ = nullptr;   // guarded by mu_
 };
 
 // The pools, one per size class ever used (few in practice). Pools are never

@@ -37,6 +37,7 @@
 #include <boost/context/preallocated.hpp>
 #include <boost/context/stack_context.hpp>
 #include <cstddef>
+#include <cstring>
 #include <cxxabi.h>
 #include <memory>
 #include <utility>
@@ -149,6 +150,23 @@ class execution_context {
   // Where the stack pointer was when the fiber last switched out (for the
   // canary check of unguarded stacks: see stack_pool.hpp).
   const void* last_sp() const noexcept { return last_sp_; }
+
+  // Where a suspended fiber's registers were saved (the first bytes its
+  // resume reads), or null: a hint for prefetching only. The worker reads it
+  // for a fiber in its queue that a thief may take and resume meanwhile, so
+  // the value may be stale; it is never dereferenced. Not under TSan, which
+  // would rightly call the read a race.
+  const void* resume_point() const noexcept {
+    if constexpr (tsan_enabled) {
+      return nullptr;
+    } else {
+      if (!created_) return nullptr;
+      static_assert(sizeof(boost::context::fiber) == sizeof(void*), "a Boost fiber is its fcontext_t");
+      const void* sp;
+      std::memcpy(&sp, static_cast<const void*>(&context_), sizeof sp);
+      return sp;
+    }
+  }
 
   void suspend() {
     last_sp_ = __builtin_frame_address(0);
