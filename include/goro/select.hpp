@@ -30,6 +30,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bitset>
 #include <functional>
 #include <chrono>
 #include <cstddef>
@@ -199,16 +200,17 @@ int select_impl(Cases&... cases) {
   bool closed = false;
   waiter* to_wake = nullptr;
   // Polls the cases in `order`, returning after the first that completes.
-  // each: lock each case's channel around its poll only; each_if_free: the
-  // same, but skip (and note in skipped) a channel whose lock is taken; held:
+  // each_if_free: lock each case's channel around its poll only, but skip
+  // (and note in skipped) a channel whose lock is taken; skipped_only: lock
+  // and poll only the channels the last each_if_free poll skipped; held:
   // the caller holds every lock.
-  enum class poll_locking { each, each_if_free, held };
-  bool skipped = false;  // an each_if_free poll passed over a held lock
+  enum class poll_locking { each_if_free, skipped_only, held };
+  std::bitset<n> skipped;  // the cases an each_if_free poll passed over
   auto poll = [&](poll_locking how) GORO_NO_TSA {
-    skipped = false;
     for (std::size_t k = 0; k < n && taken < 0; ++k) {
       std::size_t i = order[k];
       if (cores[i] == nullptr) continue;
+      if (how == poll_locking::skipped_only && !skipped[i]) continue;
       visit_case(
           all, i,
           [&](auto& c) GORO_NO_TSA {
@@ -216,10 +218,10 @@ int select_impl(Cases&... cases) {
                           std::remove_reference_t<decltype(c)>::kind == case_kind::send) {
               if (how == poll_locking::each_if_free) {
                 if (!c.core()->lock.try_lock_expecting_free()) {
-                  skipped = true;
+                  skipped.set(i);
                   return;
                 }
-              } else if (how == poll_locking::each) {
+              } else if (how == poll_locking::skipped_only) {
                 c.core()->lock.lock();
               }
               if (c.try_locked(closed, to_wake)) taken = static_cast<int>(i);
@@ -243,16 +245,17 @@ int select_impl(Cases&... cases) {
   // receiver is mid-operation, and another case is likely ready): waiting
   // for that lock was 13% of a busy select's samples on 2 workers, and
   // skipping it took select over 4 from ~95 to ~70-83 ns per message. A
-  // channel skipped that way is polled again under its lock before we give
-  // up on it, so a ready case is never missed, only chosen less often while
-  // its lock is busy. Only when nothing is ready do we take every lock, poll
+  // channel skipped that way is polled again under its lock (it alone: the
+  // others were just polled) before we give up on it, so a ready case is
+  // never missed, only chosen less often while its lock is busy. Only when
+  // nothing is ready do we take every lock, poll
   // again and queue (pass 1b, pass 2), so no wake-up can fall between the
   // last poll and the queueing.
   std::size_t channel_cases = 0;
   for (auto* c : cores) channel_cases += c != nullptr ? 1 : 0;
   if (channel_cases > 1) {
     poll(poll_locking::each_if_free);
-    if (taken < 0 && skipped) poll(poll_locking::each);
+    if (taken < 0 && skipped.any()) poll(poll_locking::skipped_only);
     if (taken < 0 && default_index >= 0) taken = default_index;
     if (taken >= 0) return finish_ready();
   }

@@ -3,9 +3,11 @@
 // fibers and from plain threads, many fibers.
 #include "goro_test.hpp"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <functional>
+#include <latch>
 #include <memory>
 #include <new>
 #include <stdexcept>
@@ -270,4 +272,58 @@ TEST_CASE("free stacks of a recent burst stay resident; they go back once demand
   // Idle long enough: everything beyond the floor goes back.
   pool.trim_if_idle(size_class_pool::monotonic_coarse_ns() + 2'000'000LL * GORO_STACK_TRIM_IDLE_MS);
   CHECK(released() - before_drain >= static_cast<long>(burst - GORO_STACK_TRIM_FLOOR));
+}
+
+// Slabs are carved outside the pool's lock (detail/stack_pool.hpp), so two
+// threads short of stacks at once each carve their own: every stack handed
+// out must still be a distinct, whole, guarded (where the kernel has guard
+// regions) slot, and all of it writable.
+TEST_CASE("threads taking stacks at once get disjoint, whole stacks") {
+  using goro::detail::size_class_pool;
+  using goro::detail::stack;
+  size_class_pool pool(16 * 1024);
+  constexpr std::size_t per_thread = 5 * size_class_pool::slab_stacks + 7;
+  std::vector<stack> a(per_thread), b(per_thread);
+  std::latch start(2);
+  auto taker = [&](std::vector<stack>& out) {
+    start.arrive_and_wait();
+    for (std::size_t i = 0; i < out.size(); i += 8) pool.take(&out[i], std::min<std::size_t>(8, out.size() - i));
+  };
+  std::thread ta(taker, std::ref(a)), tb(taker, std::ref(b));
+  ta.join();
+  tb.join();
+  std::vector<stack> all(a);
+  all.insert(all.end(), b.begin(), b.end());
+  std::sort(all.begin(), all.end(), [](const stack& x, const stack& y) { return x.base < y.base; });
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    const stack& s = all[i];
+    REQUIRE(s);
+    CHECK(s.usable_size() >= 16 * 1024);
+    if (i > 0) CHECK(all[i - 1].top() <= s.base);  // no overlap
+    if (goro::detail::guard_regions_supported()) CHECK(s.guarded);
+    s.top()[-1] = 1;  // the whole usable range is mapped and writable
+    s.bottom()[0] = 0;
+  }
+  pool.give(all.data(), all.size());
+}
+
+// A worker's cache hands stacks back in batches; what goes back is reused
+// before any new slab is carved.
+TEST_CASE("stacks given back in a batch are taken again before new ones are carved") {
+  using goro::detail::size_class_pool;
+  using goro::detail::stack;
+  using goro::detail::stack_statistics;
+  size_class_pool pool(16 * 1024);
+  std::vector<stack> first(100);
+  pool.take(first.data(), first.size());
+  pool.give(first.data(), first.size());
+  const long slots_before = stack_statistics().slots.load();
+  std::vector<stack> again(100);
+  pool.take(again.data(), again.size());
+  CHECK(stack_statistics().slots.load() == slots_before);
+  auto by_base = [](const stack& x, const stack& y) { return x.base < y.base; };
+  std::sort(first.begin(), first.end(), by_base);
+  std::sort(again.begin(), again.end(), by_base);
+  CHECK(std::equal(first.begin(), first.end(), again.begin(), [](const stack& x, const stack& y) { return x.base == y.base; }));
+  pool.give(again.data(), again.size());
 }

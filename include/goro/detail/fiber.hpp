@@ -45,7 +45,6 @@
 namespace goro::detail {
 
 class scheduler;
-struct registry_shard;
 
 // Monotonic coarse clock (a few ns, ~4 ms resolution): good enough for "how
 // long has it waited" without paying for a precise clock read per park.

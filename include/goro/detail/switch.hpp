@@ -152,12 +152,14 @@ class execution_context {
   const void* last_sp() const noexcept { return last_sp_; }
 
   // Where a suspended fiber's registers were saved (the first bytes its
-  // resume reads), or null: a hint for prefetching only. The worker reads it
-  // for a fiber in its queue that a thief may take and resume meanwhile, so
-  // the value may be stale; it is never dereferenced. Not under TSan, which
-  // would rightly call the read a race.
+  // resume reads), or null: a hint for prefetching only. A worker reads it
+  // for a fiber in its queue that a thief may take, resume, even finish
+  // meanwhile, so the value may be stale; it is never dereferenced. In a
+  // plain build the read itself stays in bounds (fiber objects are never
+  // unmapped, see fiber_depot); not under TSan, which would rightly call it
+  // a race, nor ASan, where fiber objects are freed for real.
   const void* resume_point() const noexcept {
-    if constexpr (tsan_enabled) {
+    if constexpr (tsan_enabled || asan_enabled) {
       return nullptr;
     } else {
       if (!created_) return nullptr;
