@@ -467,6 +467,8 @@ inline size_class_pool& pool_for(std::size_t usable) {
 // Per-worker cache in front of the size-class pool of the runtime's default
 // stack size. Owner thread only.
 class stack_cache {
+  static_assert(GORO_STACK_CACHE_PER_WORKER >= 2, "a worker's cache refills and empties by halves");
+
  public:
   explicit stack_cache(std::size_t stack_size) : pool_(pool_for(stack_size)) {}
   stack_cache(const stack_cache&) = delete;
@@ -501,7 +503,7 @@ class stack_cache {
     free_[count_++] = s;
   }
   void flush() noexcept {
-    for (std::size_t i = 0; i < count_; ++i) pool_.give(free_[i]);
+    if (count_ > 0) pool_.give(free_, count_);
     count_ = 0;
   }
 
