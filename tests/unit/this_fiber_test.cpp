@@ -95,8 +95,8 @@ TEST_CASE("sleep_for sleeps at least the duration") {
     CHECK(clock_type::now() - start >= 2500us);
     // Zero and negative durations only yield.
     start = clock_type::now();
-    goro::sleep_for(0ms);
-    goro::sleep_for(-1h);
+    goro::sleep_for(0ms);  // the behaviour under test: returns at once
+    goro::sleep_for(-1h);  // the behaviour under test: returns at once
     CHECK(clock_type::now() - start < 5s);
     CHECK(goro::runtime_metrics().pending_timers == 0);
   });
@@ -137,6 +137,7 @@ TEST_CASE("sleep_until a time in the past returns promptly") {
   unsigned workers = GORO_WORKERS();
   goro_test::run_in_goro(workers, [&] {
     auto start = clock_type::now();
+    // The behaviour under test: each returns at once.
     goro::sleep_until(clock_type::now() - 1h);
     goro::sleep_until(clock_type::now());
     goro::sleep_until(clock_type::time_point{});  // the clock's epoch
@@ -228,10 +229,10 @@ TEST_CASE("sleep and yield work on a plain thread") {
   goro::sleep_for(20ms);  // the behaviour under test
   CHECK(clock_type::now() - start >= 20ms);
   auto until = clock_type::now() + 10ms;
-  goro::this_fiber::sleep_until(until);
+  goro::this_fiber::sleep_until(until);  // the behaviour under test
   CHECK(clock_type::now() >= until);
-  goro::sleep_until(clock_type::now() - 1h);  // past: returns
-  goro::sleep_for(0ms);
+  goro::sleep_until(clock_type::now() - 1h);  // the behaviour under test: past, returns at once
+  goro::sleep_for(0ms);                       // the behaviour under test: returns at once
   goro::yield();
   CHECK(clock_type::now() - start < 5s);
   CHECK_FALSE(goro::this_fiber::in_fiber());
@@ -300,7 +301,7 @@ TEST_CASE("id is unique per fiber and stable across blocking calls") {
       goro::spawn({.name = "id-" + std::to_string(i)}, [&, i] {
         std::uint64_t id = goro::this_fiber::id();
         goro::yield();           // may resume on another worker
-        goro::sleep_for(100us);  // and again
+        goro::sleep_for(100us);  // stimulus: a timed park, after which it may resume elsewhere again
         if (goro::this_fiber::id() != id) changed.fetch_add(1);
         // The registry knows the fiber under the same id.
         bool listed = false;
@@ -358,7 +359,7 @@ TEST_CASE("name is the spawn_options name") {
     wg.add(2);
     goro::spawn({.name = "alpha-reader"}, [&] {
       named_before = goro::this_fiber::name();
-      goro::sleep_for(1ms);  // still the same name after migrating
+      goro::sleep_for(1ms);  // stimulus: a timed park (it may resume on another worker); the name must survive it
       named_after = goro::this_fiber::name();
       wg.done();
     });
