@@ -292,6 +292,11 @@ class worker {
   run_queue& queue() noexcept { return queue_; }
   registry_shard& registry() noexcept { return registry_; }
   worker_counters& counters() noexcept { return counters_; }
+  // Owner: 16 or more fibers queued here (a burst of wake-ups). What is
+  // queued that deep is cold through and through, and a fiber that joins it
+  // runs only after the rest. Not run_queue::size(): that reads runnext,
+  // whose line is the thieves' too.
+  bool queue_is_long() const noexcept { return queue_.peek(15) != nullptr; }
 
   void loop();                    // the worker thread's body
   void push_local(fiber* f);      // owner only: queue tail, overflow to global
@@ -619,11 +624,6 @@ inline void yield_fiber() {
 // Timed waits. A timer node on the waiting party's stack; fire() runs on some
 // worker in scheduler context.
 
-struct sleep_state {
-  timer_node timer;
-  fiber* fib;
-};
-
 inline void add_timer_on_current_worker(timer_node* t) {
   worker* w = current_worker();
   // Read `when` first: once added, t may fire on another worker and its
@@ -655,33 +655,31 @@ inline void sleep_until_future(steady_time deadline) {
     std::this_thread::sleep_until(deadline);
     return;
   }
-  sleep_state s{};
-  s.fib = f;
-  s.timer.when = deadline;
-  s.timer.context = f;  // the fiber itself: the heap prefetches a due timer's context
-  s.timer.fire = [](timer_node*, void* context) noexcept {
+  timer_node timer;
+  timer.when = deadline;
+  timer.context = f;  // the fiber itself: the heap prefetches a due timer's context
+  timer.fire = [](timer_node*, void* context) noexcept {
     auto* sleeper = static_cast<fiber*>(context);
     // Start fetching where its resume pops the registers (it slept long
-    // enough to be cold) if it will run soon: behind a long queue (many
-    // timers due at once) the lines would be gone again, and each prefetch
-    // of a cold page waits for its page walk. Read before ready(): then it
-    // may run and exit elsewhere. (The heap prefetched this line already.)
-    worker* here = current_worker();
-    const char* sp = here != nullptr && here->queue().size() < 16
-                         ? static_cast<const char*>(sleeper->context.resume_point())
-                         : nullptr;
+    // enough to be cold) if it will run soon: behind a long queue the lines
+    // would be gone again, and each prefetch of a cold page waits for its
+    // page walk. Read before ready(): then it may run and exit elsewhere.
+    // (The heap prefetched this line of the object already.) fire() runs
+    // on a worker (run_expired), so there is a current one.
+    const char* sp = current_worker()->queue_is_long()
+                         ? nullptr
+                         : static_cast<const char*>(sleeper->context.resume_point());
     ready(sleeper);
     if (sp != nullptr) {
       __builtin_prefetch(sp, 1);
       __builtin_prefetch(sp + 64, 1);
     }
   };
-  timer_guard cancel_on_unwind{&s.timer};  // a no-op after a normal wake-up (the timer fired)
+  timer_guard cancel_on_unwind{&timer};  // a no-op after a normal wake-up (the timer fired)
   // The timer is added only after the switch: it may fire on another worker
   // at once, and must not ready a fiber that is still running.
   park(
-      wait_reason::sleep, [](void* arg) noexcept { add_timer_on_current_worker(&static_cast<sleep_state*>(arg)->timer); },
-      &s);
+      wait_reason::sleep, [](void* arg) noexcept { add_timer_on_current_worker(static_cast<timer_node*>(arg)); }, &timer);
 }
 
 // Sleeps the current fiber (or thread) until deadline; a fiber whose
@@ -1048,27 +1046,25 @@ inline void worker::execute(fiber* f) {
   // (the next one alone gained less: 110 ns): spawn+join on 2 workers, whose
   // fibers all cross cores, 128 -> 102 ns per fiber; skynet 124 -> 113 ms.
   // Only the address is read from the queue; the object is never touched.
-  if (fiber* later = queue_.peek(1)) {
-    for (std::size_t line = 0; line < sizeof(fiber); line += 64)
-      __builtin_prefetch(reinterpret_cast<const char*>(later) + line, 1);  // 1: for writing (state, context)
-  }
-  // Behind a long queue (a burst of wake-ups) the fibers are cold through
-  // and through: also fetch the object two ahead, and the stack of the one
+  // Behind a long queue also the object two ahead, and the stack of the one
   // after next where its resume pops the registers (its object was fetched
   // as the one two ahead last time). 100k sleepers woken at once on 2
-  // workers: 42 -> 29 ms. Not for short queues, where the fiber after next
-  // arrived just now and reading its object would wait for it (spawn+join
-  // on 2 workers: 105 -> 140 ns).
-  if (queue_.peek(15) != nullptr) {  // not size(): runnext's line is the thieves' too
-    if (fiber* two_ahead = queue_.peek(2)) {
+  // workers: 42 -> 29 ms. Not behind a short queue, where the fiber after
+  // next arrived just now and reading its object would wait for it
+  // (spawn+join on 2 workers: 105 -> 140 ns). The prefetch loops are
+  // written out: GCC 12 drops a call to a helper whose only effect is a
+  // prefetch (see timer_heap::run_expired).
+  const bool long_queue = queue_is_long();
+  for (std::uint32_t ahead = 1; ahead <= (long_queue ? 2u : 1u); ++ahead) {
+    if (fiber* queued = queue_.peek(ahead)) {
       for (std::size_t line = 0; line < sizeof(fiber); line += 64)
-        __builtin_prefetch(reinterpret_cast<const char*>(two_ahead) + line, 1);
+        __builtin_prefetch(reinterpret_cast<const char*>(queued) + line, 1);  // 1: for writing (state, context)
     }
-    if (fiber* later = queue_.peek(1)) {
-      if (const char* sp = static_cast<const char*>(later->context.resume_point())) {
-        __builtin_prefetch(sp, 1);
-        __builtin_prefetch(sp + 64, 1);
-      }
+  }
+  if (fiber* later = long_queue ? queue_.peek(1) : nullptr) {
+    if (const char* sp = static_cast<const char*>(later->context.resume_point())) {
+      __builtin_prefetch(sp, 1);
+      __builtin_prefetch(sp + 64, 1);
     }
   }
   if (!f->context.created()) give_first_stack(f);

@@ -33,6 +33,7 @@
 #include "goro/detail/sanitizer.hpp"
 #include "goro/detail/stack_pool.hpp"
 
+#include <atomic>
 #include <boost/context/fiber.hpp>
 #include <boost/context/preallocated.hpp>
 #include <boost/context/stack_context.hpp>
@@ -140,38 +141,37 @@ class execution_context {
       return false;
     }
     context_ = std::move(next);
+    static_assert(sizeof(boost::context::fiber) == sizeof(void*), "a Boost fiber is its fcontext_t");
+    const void* sp;
+    std::memcpy(&sp, static_cast<const void*>(&context_), sizeof sp);
+    saved_sp_.store(sp, std::memory_order_relaxed);  // relaxed: read by this thread, or as a hint (resume_point)
     return true;
+  }
+
+  // Where the stack pointer was when the fiber last switched out: its
+  // registers are saved there (for the canary check of unguarded stacks,
+  // see stack_pool.hpp, by the worker that just resumed it).
+  const void* last_sp() const noexcept { return saved_sp_.load(std::memory_order_relaxed); }
+
+  // last_sp(), the first bytes the fiber's next resume reads, or null: a
+  // hint for prefetching only, never dereferenced. A worker reads it for a
+  // fiber in its queue that a thief may take and resume meanwhile, which is
+  // why it is an atomic copy (resume() stores it) and not a read of context_. It may be stale, or
+  // garbage if the fiber exited and its object was freed or reused
+  // meanwhile: fiber objects are never unmapped (fiber_depot), so the load
+  // stays in bounds, and the value is only ever prefetched. Null under TSan
+  // and ASan: ASan frees fiber objects for real, and TSan would call that
+  // load racy against the zeroing of a reused object.
+  const void* resume_point() const noexcept {
+    if constexpr (tsan_enabled || asan_enabled) return nullptr;
+    return saved_sp_.load(std::memory_order_relaxed);  // relaxed: a hint
   }
 
   // Fiber side: switches back to the scheduler that resumed this fiber and
   // returns when some scheduler resumes it again (maybe on another thread).
   // Throws boost's forced_unwind when the fiber is destroyed while suspended;
   // that exception must propagate (never swallow it).
-  // Where the stack pointer was when the fiber last switched out (for the
-  // canary check of unguarded stacks: see stack_pool.hpp).
-  const void* last_sp() const noexcept { return last_sp_; }
-
-  // Where a suspended fiber's registers were saved (the first bytes its
-  // resume reads), or null: a hint for prefetching only. A worker reads it
-  // for a fiber in its queue that a thief may take, resume, even finish
-  // meanwhile, so the value may be stale; it is never dereferenced. In a
-  // plain build the read itself stays in bounds (fiber objects are never
-  // unmapped, see fiber_depot); not under TSan, which would rightly call it
-  // a race, nor ASan, where fiber objects are freed for real.
-  const void* resume_point() const noexcept {
-    if constexpr (tsan_enabled || asan_enabled) {
-      return nullptr;
-    } else {
-      if (!created_) return nullptr;
-      static_assert(sizeof(boost::context::fiber) == sizeof(void*), "a Boost fiber is its fcontext_t");
-      const void* sp;
-      std::memcpy(&sp, static_cast<const void*>(&context_), sizeof sp);
-      return sp;
-    }
-  }
-
   void suspend() {
-    last_sp_ = __builtin_frame_address(0);
     eh_globals* globals = thread_eh_;  // the thread that resumed us is the one we run on
     eh_ = *globals;
     *globals = eh_globals{};
@@ -271,7 +271,7 @@ class execution_context {
   [[no_unique_address]] sanitizer::context_state san_;  // empty in a plain build
   eh_globals eh_{};
   eh_globals* thread_eh_ = nullptr;  // exception globals of the thread running (or unwinding) this fiber
-  const void* last_sp_ = nullptr;
+  std::atomic<const void*> saved_sp_{nullptr};  // written by resume() once the fiber has switched out
   bool created_ = false;
   bool started_ = false;
 };

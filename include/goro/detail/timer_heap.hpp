@@ -154,29 +154,33 @@ class timer_heap {
     std::size_t fired = 0;
     for (;;) {
       slot_info due;
+      // The contexts (usually fiber objects) and nodes (in their fibers'
+      // stack frames) of the timers due after this one, to start fetching
+      // while it fires: when many are due at once all of them are cold, and
+      // fetched one after the other they were most of a fire's cost. The
+      // next one is at the root, the one after it among the root's children
+      // (one line of heap_). Noted under mu_, prefetched after it: a
+      // prefetch of a cold page waits for its page walk. Written out here,
+      // not as a helper: GCC 12 deems a function whose only effect is a
+      // prefetch pure and drops the call.
+      const void* ahead[2 * (arity + 1)];
+      std::size_t n_ahead = 0;
       {
         spin_guard lock(mu_);
         if (heap_.empty() || heap_.front().when_ns > now_ns) break;
         due = slots_[heap_.front().slot];
         remove_at(0);
         publish_next();
-        // Start fetching the contexts (usually fiber objects) and nodes (in
-        // their fibers' stack frames) of the timers due after this one while
-        // it fires: when many are due at once, all of them are cold, and
-        // fetched one after the other they were most of a fire's cost. The
-        // next one is at the root; the one after it among the root's
-        // children, which share a line. Written out here, not as a helper:
-        // GCC 12 deems a function whose only effect is a prefetch pure and
-        // drops the call.
         for (std::size_t i = 0; i <= arity && i < heap_.size(); ++i) {
           if (heap_[i].when_ns > now_ns) continue;
           const slot_info& next = slots_[heap_[i].slot];
-          __builtin_prefetch(next.context, 1);  // 1: fire() usually writes it (a fiber's state)
-          __builtin_prefetch(next.node, 1);     // the state stores below
+          ahead[n_ahead++] = next.context;
+          ahead[n_ahead++] = next.node;
         }
         due.node->heap.store(nullptr, std::memory_order_relaxed);
         due.node->state.store(timer_node::firing, std::memory_order_relaxed);  // relaxed: cancel() re-reads under mu_
       }
+      for (std::size_t k = 0; k < n_ahead; ++k) __builtin_prefetch(ahead[k], 1);  // 1: fire() writes them (state)
       due.fire(due.node, due.context);
       if (due.periodic) {
         rearm(due.node, now);
