@@ -61,6 +61,7 @@ struct metrics {
   std::uint64_t worker_parks = 0;
   std::uint64_t worker_wakes = 0;
   std::uint64_t io_ready_polled = 0;  // fibers an idle worker found ready on the reactor itself (no poller-thread hop)
+  std::uint64_t io_blocking_polls = 0;  // times the last idle worker slept in the reactor (epoll) instead of its futex
   std::int64_t global_queue_length = 0;
   std::size_t pending_timers = 0;
   std::size_t registry_slots = 0;   // slots in the live-fiber registry's tables (grown on demand, kept)
@@ -100,6 +101,7 @@ inline metrics runtime_metrics() {
       m.worker_parks += c.parks.load(std::memory_order_relaxed);
       m.worker_wakes += c.wakes.load(std::memory_order_relaxed);
       m.io_ready_polled += c.io_polled.load(std::memory_order_relaxed);
+      m.io_blocking_polls += c.io_blocking_polls.load(std::memory_order_relaxed);
     }
   }
   m.stack_slots = detail::stack_statistics().slots.load(std::memory_order_relaxed);
@@ -138,6 +140,8 @@ inline std::string metrics_text() {
   metric("worker_wakes_total", "counter", "Times a sleeping worker was woken for work.", m.worker_wakes);
   metric("io_ready_polled_total", "counter", "Fibers an idle worker found ready on the I/O reactor itself.",
          m.io_ready_polled);
+  metric("io_blocking_polls_total", "counter", "Times the last idle worker slept in the I/O reactor (epoll).",
+         m.io_blocking_polls);
   metric("global_queue_length", "gauge", "Fibers waiting in the global run queue.", m.global_queue_length);
   metric("pending_timers", "gauge", "Armed timers (sleeps, timeouts, tickers, deadlines).", m.pending_timers);
   metric("registry_slots", "gauge", "Slots in the live-fiber registry's tables (grown on demand, kept).",

@@ -68,9 +68,14 @@
 #include "goro/fiber_info.hpp"
 #include "goro/run_options.hpp"
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <climits>
 #include <condition_variable>
 #include <csignal>
 #include <cstdint>
@@ -87,6 +92,7 @@
 #include "goro/source_location.hpp"
 #include <sstream>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <type_traits>
 #include <utility>
@@ -273,6 +279,7 @@ struct worker_counters {
   std::atomic<std::uint64_t> spawned{0};
   std::atomic<std::uint64_t> exited{0};  // fibers of this runtime that exited on this worker
   std::atomic<std::uint64_t> io_polled{0};  // fibers readied by this worker's own poll of the reactor
+  std::atomic<std::uint64_t> io_blocking_polls{0};  // times it went idle blocked in the reactor, not on its futex
   // Owner-only increments: load+store, no RMW on the hot path.
   static void bump(std::atomic<std::uint64_t>& c, std::uint64_t by = 1) noexcept {
     c.store(c.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);  // relaxed: statistic, single writer
@@ -302,10 +309,7 @@ class worker {
   void push_local(fiber* f);      // owner only: queue tail, overflow to global
   fiber* take_from_global();      // owner only: a batch from the global queue; one to run, the rest queued
   std::uint64_t next_fiber_id();  // owner only
-  void unpark() noexcept {
-    park_word_.store(1, std::memory_order_release);  // release: pairs with acquire in park_until()
-    futex_wake(park_word_);
-  }
+  void unpark() noexcept;  // wakes it from park_until(): its futex, or the reactor's blocking poll
   std::int64_t parked_until_ns() const noexcept { return parked_until_ns_.load(std::memory_order_acquire); }
 
  private:
@@ -318,6 +322,7 @@ class worker {
   void start_spinning() noexcept;
   void stop_spinning(bool found_work) noexcept;
   void park_until(std::int64_t deadline_ns);
+  int blocking_poll(std::int64_t deadline_ns);
   std::uint32_t random() noexcept {  // xorshift64*; owner only
     rng_ ^= rng_ >> 12;
     rng_ ^= rng_ << 25;
@@ -370,6 +375,12 @@ struct runtime_service {
 // external waits are open (begin_external_wait()).
 struct ready_poller {
   virtual std::size_t poll_ready() noexcept = 0;
+  // The same, blocking until an fd event, scheduler::break_blocking_poll()
+  // or deadline_ns (no_deadline_ns: none), for the last worker to go idle
+  // (Go's netpoll(delay)): an fd event then wakes that worker itself, with
+  // no thread in between. Calls woken(arg) as soon as the wait has ended,
+  // before it readies anyone.
+  virtual std::size_t poll_blocking(std::int64_t deadline_ns, void (*woken)(void*) noexcept, void* arg) noexcept = 0;
 
  protected:
   ~ready_poller() = default;
@@ -428,8 +439,33 @@ class scheduler {
   // call): the deadlock detector must not call it asleep forever while any
   // such wait is open. seq_cst: read by the detector after it saw every
   // worker idle (the increment precedes the park, hence the idleness).
-  void begin_external_wait() noexcept { external_waits_.fetch_add(1, std::memory_order_seq_cst); }
+  void begin_external_wait() noexcept {
+    if (external_waits_.fetch_add(1, std::memory_order_seq_cst) == 0) wake_poll_thread();
+  }
   void end_external_wait() noexcept { external_waits_.fetch_sub(1, std::memory_order_seq_cst); }
+  std::int64_t external_waits() const noexcept { return external_waits_.load(std::memory_order_seq_cst); }
+
+  // --- Who watches the reactor (Go: findrunnable's netpoll and sysmon) ---
+  // While external waits are open: a worker about to go idle polls it
+  // without blocking (find_runnable); the last worker to go idle blocks in
+  // it (worker::blocking_poll; at most one, poll_blocker_), so an fd event
+  // wakes a worker directly; and while no worker blocks there, the
+  // reactor's poller thread polls every few ms, for events that arrive
+  // while every worker is busy in long fibers. Nobody else blocks in epoll:
+  // a thread blocked there is woken by every event, which cost a thread
+  // hop per event (a 1-worker socket ping-pong took 5.8 instead of 2.9 us).
+  worker* poll_blocker() const noexcept { return poll_blocker_.load(std::memory_order_seq_cst); }
+  // The eventfd that breaks a blocking poll (the reactor adds it to its
+  // epoll set). Created once, by the reactor; closed by ~scheduler, so an
+  // unpark() racing with the reactor's shutdown writes to a live fd.
+  int open_poll_break_fd();
+  void break_blocking_poll() noexcept;
+  // The poller thread's sleep: until wake_poll_thread() when `forever`,
+  // else for at most `nap`. wake_poll_thread() wakes only the first kind.
+  void poll_thread_sleep(bool forever, std::chrono::nanoseconds nap) noexcept;
+  void wake_poll_thread() noexcept;
+  void stop_poll_thread() noexcept;  // wakes it from either sleep, for good (the reactor's shutdown)
+  bool poll_thread_stopping() const noexcept { return poll_thread_stop_.load(std::memory_order_seq_cst); }
   // The reactor registers itself once it exists and unregisters (nullptr)
   // in its shutdown(), which runs after the workers have stopped: a worker
   // that loaded the pointer can use it for the rest of its loop. Only the
@@ -485,6 +521,14 @@ class scheduler {
 
   std::atomic<std::int64_t> external_waits_{0};  // see begin_external_wait()
   std::atomic<ready_poller*> ready_poller_{nullptr};  // see set_ready_poller()
+  // See poll_blocker(). The slot is taken with a CAS by a worker in
+  // park_until() and cleared by the same worker when its poll returns.
+  alignas(64) std::atomic<worker*> poll_blocker_{nullptr};
+  std::atomic<int> poll_break_fd_{-1};          // see open_poll_break_fd()
+  std::atomic<bool> poll_thread_asleep_{false};  // the poller thread sleeps until wake_poll_thread()
+  std::atomic<bool> poll_thread_stop_{false};    // set once, by stop_poll_thread()
+  std::atomic<std::uint32_t> poll_thread_word_{0};  // its futex
+  std::mutex poll_break_mu_;                     // serialises open_poll_break_fd()
   // Last members: services are destroyed first, while everything they may
   // touch (workers, queues) still exists.
   std::mutex services_mu_;
@@ -1208,11 +1252,18 @@ inline void worker::park_until(std::int64_t deadline_ns) {
     worker_counters::bump(counters_.parks);
     parked_until_ns_.store(deadline_ns, std::memory_order_release);  // release: read by timer_added()
     while (park_word_.load(std::memory_order_acquire) == 0) {  // acquire: pairs with unpark()
+      const steady_time when{std::chrono::nanoseconds(deadline_ns)};
+      if (deadline_ns != no_deadline_ns && std::chrono::steady_clock::now() >= when) break;
+      // The last worker to go idle while fds are waited on sleeps in the
+      // reactor instead: an fd event wakes it there, and unpark() breaks it.
+      if (const int readied = blocking_poll(deadline_ns); readied > 0) {
+        break;  // it readied fibers onto our own queue: go and run them
+      } else if (readied == 0) {
+        continue;  // woken, timed out or interrupted: the loop decides
+      }
       if (deadline_ns == no_deadline_ns) {
         futex_wait(park_word_, 0);
       } else {
-        steady_time when{std::chrono::nanoseconds(deadline_ns)};
-        if (std::chrono::steady_clock::now() >= when) break;
         futex_wait(park_word_, 0, when);
       }
     }
@@ -1238,6 +1289,45 @@ inline void worker::park_until(std::int64_t deadline_ns) {
   }
 }
 
+inline void worker::unpark() noexcept {
+  // seq_cst: a Dekker pair with blocking_poll(), which takes the blocker
+  // slot and then reads park_word_: either it sees this store and does not
+  // block, or this load sees it in the slot and breaks its poll.
+  park_word_.store(1, std::memory_order_seq_cst);
+  if (sched_.poll_blocker() == this) sched_.break_blocking_poll();
+  futex_wake(park_word_);
+}
+
+// park_until()'s sleep in the reactor: -1 when this worker should sleep on
+// its futex instead (no reactor, no fd waits, another worker still running
+// and so polling, or another worker already blocked there), else how many
+// fibers the poll readied onto this worker's queue.
+inline int worker::blocking_poll(std::int64_t deadline_ns) {
+  ready_poller* poller = sched_.ready_poller_.load(std::memory_order_acquire);
+  if (poller == nullptr || sched_.external_waits() == 0) return -1;
+  if (sched_.idle_count_.load(std::memory_order_seq_cst) != static_cast<int>(sched_.worker_count())) return -1;
+  worker* none = nullptr;
+  if (!sched_.poll_blocker_.compare_exchange_strong(none, this, std::memory_order_seq_cst)) return -1;
+  if (park_word_.load(std::memory_order_seq_cst) != 0) {  // unparked meanwhile: see unpark()
+    sched_.poll_blocker_.store(nullptr, std::memory_order_seq_cst);
+    sched_.wake_poll_thread();
+    return 0;
+  }
+  worker_counters::bump(counters_.io_blocking_polls);
+  // Leave the slot before readying anyone: a ready() from here may wake
+  // (unpark) this very worker, which must not break a poll that is over.
+  const std::size_t readied = poller->poll_blocking(
+      deadline_ns,
+      [](void* s) noexcept {
+        auto& sched = *static_cast<scheduler*>(s);
+        sched.poll_blocker_.store(nullptr, std::memory_order_seq_cst);
+        sched.wake_poll_thread();  // it watches the reactor again while we run
+      },
+      &sched_);
+  worker_counters::bump(counters_.io_polled, readied);
+  return static_cast<int>(std::min<std::size_t>(readied, INT_MAX));
+}
+
 // ---------------------------------------------------------------------------
 // scheduler implementation
 
@@ -1255,7 +1345,54 @@ inline scheduler::scheduler(const run_options& options)
   idle_.reserve(n);
 }
 
+inline int scheduler::open_poll_break_fd() {
+  std::lock_guard lock(poll_break_mu_);
+  int fd = poll_break_fd_.load(std::memory_order_relaxed);  // relaxed: under poll_break_mu_
+  if (fd >= 0) return fd;
+  fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (fd < 0) throw std::system_error(errno, std::system_category(), "goro: eventfd");
+  poll_break_fd_.store(fd, std::memory_order_release);  // release: the fd is open before anyone writes to it
+  return fd;
+}
+
+inline void scheduler::break_blocking_poll() noexcept {
+  const int fd = poll_break_fd_.load(std::memory_order_acquire);
+  if (fd < 0) return;
+  const std::uint64_t one = 1;
+  (void)!::write(fd, &one, sizeof one);  // EAGAIN only at a counter of 2^64-2: it is readable then anyway
+}
+
+inline void scheduler::poll_thread_sleep(bool forever, std::chrono::nanoseconds nap) noexcept {
+  // The word goes to 0 before the checks below: a waker or the stopper that
+  // acts after them stores 1 after it, so the futex_wait cannot miss them.
+  poll_thread_word_.store(0, std::memory_order_seq_cst);
+  if (poll_thread_stopping()) return;
+  if (!forever) {
+    futex_wait(poll_thread_word_, 0, std::chrono::steady_clock::now() + nap);
+    return;
+  }
+  // Dekker with wake_poll_thread(): publish that we sleep, then re-check
+  // what the wakers change (the wait count and the blocker slot).
+  poll_thread_asleep_.store(true, std::memory_order_seq_cst);
+  if (external_waits() == 0 || poll_blocker() != nullptr) futex_wait(poll_thread_word_, 0);
+  poll_thread_asleep_.store(false, std::memory_order_seq_cst);
+}
+
+inline void scheduler::wake_poll_thread() noexcept {
+  if (!poll_thread_asleep_.load(std::memory_order_seq_cst)) return;  // the common case: it naps, or there is none
+  if (!poll_thread_asleep_.exchange(false, std::memory_order_seq_cst)) return;
+  poll_thread_word_.store(1, std::memory_order_release);
+  futex_wake(poll_thread_word_);
+}
+
+inline void scheduler::stop_poll_thread() noexcept {
+  poll_thread_stop_.store(true, std::memory_order_seq_cst);
+  poll_thread_word_.store(1, std::memory_order_seq_cst);
+  futex_wake(poll_thread_word_);
+}
+
 inline scheduler::~scheduler() {
+  if (const int fd = poll_break_fd_.load(std::memory_order_relaxed); fd >= 0) ::close(fd);  // relaxed: every thread that used it is gone
   // Timers still armed by objects that outlive the runtime (a goro::timer
   // kept past run()) must not point into destroyed heaps.
   for (auto& w : workers_) w->timers().clear_all();
