@@ -99,7 +99,8 @@ class reactor final : public runtime_service, public ready_poller {
       epoll_event ev{};
       ev.events = EPOLLIN;
       ev.data.u64 = break_token;
-      if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, sched_.open_poll_break_fd(), &ev) != 0)
+      break_fd_ = sched_.open_poll_break_fd();
+      if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, break_fd_, &ev) != 0)
         throw std::system_error(errno, std::system_category(), "goro: epoll_ctl (break fd)");
       poller_ = std::thread([this] { poll_loop(); });
     } catch (...) {
@@ -178,7 +179,7 @@ class reactor final : public runtime_service, public ready_poller {
     for (int i = 0; i < n; ++i) {
       if (events[i].data.u64 == break_token) {
         std::uint64_t count;
-        (void)!::read(sched_.open_poll_break_fd(), &count, sizeof count);  // nonblocking; empty is fine
+        (void)!::read(break_fd_, &count, sizeof count);  // nonblocking; empty is fine
         continue;
       }
       readied += dispatch(events[i]);
@@ -329,6 +330,7 @@ class reactor final : public runtime_service, public ready_poller {
 
   scheduler& sched_;
   int epfd_ = -1;
+  int break_fd_ = -1;                          // the scheduler's (it closes it): see scheduler::open_poll_break_fd()
   std::atomic<std::int64_t> last_poll_ns_{0};  // see note_poll()
   std::mutex table_mu_;
   std::unordered_map<int, std::unique_ptr<fd_entry>> table_;  // guarded by table_mu_; never shrinks

@@ -1174,12 +1174,12 @@ inline fiber* worker::find_runnable() {
       return f;
     }
     // (4b) fds that became ready, without blocking (Go's netpoll(0)): a fiber
-    // whose peer just wrote runs here at once, instead of after two thread
-    // hops through the reactor's poller thread and an idle worker. Only
+    // whose peer just wrote runs here at once, with no thread hop. Only
     // while some fiber waits outside the runtime (an fd or a blocking()
-    // call): relaxed, since a stale 0 loses nothing, the poller thread
-    // blocks in epoll_wait for as long as the reactor lives and delivers
-    // every event no worker took.
+    // call): relaxed, since a stale 0 loses nothing: park_until() re-reads
+    // the count before it picks its sleep (in the reactor or on the futex),
+    // and the reactor's poller thread polls while no worker sleeps there
+    // (scheduler::poll_blocker()).
     ready_poller* poller = sched_.ready_poller_.load(std::memory_order_acquire);
     if (poller != nullptr && sched_.external_waits_.load(std::memory_order_relaxed) > 0) {
       if (const std::size_t n = poller->poll_ready(); n > 0) {
