@@ -223,21 +223,26 @@ class reactor final : public runtime_service, public ready_poller {
   // epoll_wait until deadline_ns (steady clock; no_deadline_ns: none), with
   // nanosecond timeouts (epoll_pwait2, Linux 5.11) so a timer due while
   // every worker is idle fires on time; milliseconds, rounded up, before.
+  // Returns the number of events; 0 when interrupted by a signal.
   int wait_events(epoll_event* events, int max, std::int64_t deadline_ns) noexcept {
     std::int64_t rel = -1;
     if (deadline_ns != no_deadline_ns) rel = std::max<std::int64_t>(0, deadline_ns - to_ns(std::chrono::steady_clock::now()));
     static std::atomic<bool> have_pwait2{true};
     int n = -1;
+    bool waited = false;
 #ifdef SYS_epoll_pwait2
     if (have_pwait2.load(std::memory_order_relaxed)) {  // relaxed: a capability hint
       timespec ts{static_cast<time_t>(rel / 1'000'000'000), static_cast<long>(rel % 1'000'000'000)};
       n = static_cast<int>(::syscall(SYS_epoll_pwait2, epfd_, events, max, rel < 0 ? nullptr : &ts, nullptr, 0));
-      if (n >= 0 || errno != ENOSYS) return std::max(n, 0);
-      have_pwait2.store(false, std::memory_order_relaxed);
+      waited = n >= 0 || errno != ENOSYS;
+      if (!waited) have_pwait2.store(false, std::memory_order_relaxed);
     }
 #endif
-    const std::int64_t ms = rel < 0 ? -1 : std::min<std::int64_t>((rel + 999'999) / 1'000'000, INT_MAX);
-    n = ::epoll_wait(epfd_, events, max, static_cast<int>(ms));
+    if (!waited) {
+      const std::int64_t ms = rel < 0 ? -1 : std::min<std::int64_t>((rel + 999'999) / 1'000'000, INT_MAX);
+      n = ::epoll_wait(epfd_, events, max, static_cast<int>(ms));
+    }
+    if (n < 0 && errno != EINTR) GORO_FATAL("goro: epoll_wait failed in an idle worker");  // the worker would spin
     return std::max(n, 0);
   }
 

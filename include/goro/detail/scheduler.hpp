@@ -262,6 +262,12 @@ struct process_state {
   std::string last_unwound_report;  // guarded by mu
   std::once_flag signal_handlers_once;
   std::atomic<int> lock_diagnostics_runtimes{0};  // running runtimes with lock_wait_threshold set
+  // Poll-break eventfds of runtimes that have ended (scheduler::
+  // open_poll_break_fd): never closed, so a late unpark() that writes to
+  // one can only wake a later runtime's worker spuriously, never write
+  // into a file that reused the number.
+  std::mutex spare_mu;               // a leaf lock: nothing is taken under it
+  std::vector<int> spare_break_fds;  // guarded by spare_mu
   struct sigaction previous_segv {};
   struct sigaction previous_bus {};
 };
@@ -344,6 +350,9 @@ class worker {
   std::uint32_t schedtick_ = 0;   // owner only
   std::uint64_t rng_;             // owner only
   std::uint64_t id_next_ = 0, id_end_ = 0;  // owner only: batch of fiber ids
+  // 0: parked (or about to), 1: woken, parked_in_reactor: asleep in the
+  // reactor's epoll_wait (blocking_poll), where a futex wake cannot reach.
+  static constexpr std::uint32_t parked_in_reactor = 2;
   std::atomic<std::uint32_t> park_word_{0};
   std::atomic<std::int64_t> parked_until_ns_{0};  // 0 = awake
   // Starvation watchdog (only when enabled): the fiber id of the current
@@ -375,7 +384,7 @@ struct runtime_service {
 // external waits are open (begin_external_wait()).
 struct ready_poller {
   virtual std::size_t poll_ready() noexcept = 0;
-  // The same, blocking until an fd event, scheduler::break_blocking_poll()
+  // The same, blocking until an fd event, a poll break (worker::unpark)
   // or deadline_ns (no_deadline_ns: none), for the last worker to go idle
   // (Go's netpoll(delay)): an fd event then wakes that worker itself, with
   // no thread in between. Calls woken(arg) as soon as the wait has ended,
@@ -456,10 +465,12 @@ class scheduler {
   // hop per event (a 1-worker socket ping-pong took 5.8 instead of 2.9 us).
   worker* poll_blocker() const noexcept { return poll_blocker_.load(std::memory_order_seq_cst); }
   // The eventfd that breaks a blocking poll (the reactor adds it to its
-  // epoll set). Created once, by the reactor; closed by ~scheduler, so an
-  // unpark() racing with the reactor's shutdown writes to a live fd.
+  // epoll set). Taken once, by the reactor, from the process's spare ones
+  // or created; ~scheduler hands it back to the spares instead of closing
+  // it, so an unpark() still in flight when the runtime ends writes to an
+  // eventfd, not to whatever file reused the number.
   int open_poll_break_fd();
-  void break_blocking_poll() noexcept;
+  static void write_poll_break(int fd) noexcept;  // wakes the worker asleep in the reactor (worker::unpark)
   // The poller thread's sleep: until wake_poll_thread() when `forever`,
   // else for at most `nap`. wake_poll_thread() wakes only the first kind.
   void poll_thread_sleep(bool forever, std::chrono::nanoseconds nap) noexcept;
@@ -522,7 +533,8 @@ class scheduler {
   std::atomic<std::int64_t> external_waits_{0};  // see begin_external_wait()
   std::atomic<ready_poller*> ready_poller_{nullptr};  // see set_ready_poller()
   // See poll_blocker(). The slot is taken with a CAS by a worker in
-  // park_until() and cleared by the same worker when its poll returns.
+  // park_until() and cleared by the same worker when its poll returns;
+  // wakers never read it (they look at the worker's park word).
   alignas(64) std::atomic<worker*> poll_blocker_{nullptr};
   std::atomic<int> poll_break_fd_{-1};          // see open_poll_break_fd()
   std::atomic<bool> poll_thread_asleep_{false};  // the poller thread sleeps until wake_poll_thread()
@@ -1290,11 +1302,16 @@ inline void worker::park_until(std::int64_t deadline_ns) {
 }
 
 inline void worker::unpark() noexcept {
-  // seq_cst: a Dekker pair with blocking_poll(), which takes the blocker
-  // slot and then reads park_word_: either it sees this store and does not
-  // block, or this load sees it in the slot and breaks its poll.
-  park_word_.store(1, std::memory_order_seq_cst);
-  if (sched_.poll_blocker() == this) sched_.break_blocking_poll();
+  // The exchange is the waker's last touch of runtime memory: the wake-up
+  // may let the runtime finish and free this worker at once (the futex and
+  // the fd are only numbers after it). So the break fd is read first, and
+  // whether the worker sleeps in the reactor comes from the exchange
+  // itself (blocking_poll() moves the word 0 -> parked_in_reactor and back).
+  const int break_fd = sched_.poll_break_fd_.load(std::memory_order_acquire);
+  if (park_word_.exchange(1, std::memory_order_seq_cst) == parked_in_reactor) {
+    // It is in epoll_wait (or about to be), so it cannot have finished.
+    scheduler::write_poll_break(break_fd >= 0 ? break_fd : sched_.poll_break_fd_.load(std::memory_order_acquire));
+  }
   futex_wake(park_word_);
 }
 
@@ -1308,22 +1325,29 @@ inline int worker::blocking_poll(std::int64_t deadline_ns) {
   if (sched_.idle_count_.load(std::memory_order_seq_cst) != static_cast<int>(sched_.worker_count())) return -1;
   worker* none = nullptr;
   if (!sched_.poll_blocker_.compare_exchange_strong(none, this, std::memory_order_seq_cst)) return -1;
-  if (park_word_.load(std::memory_order_seq_cst) != 0) {  // unparked meanwhile: see unpark()
+  // Tell unpark() to break the poll: it exchanges the word and breaks when
+  // it finds parked_in_reactor. If it came first, the word is 1: no poll.
+  std::uint32_t parked = 0;
+  if (!park_word_.compare_exchange_strong(parked, parked_in_reactor, std::memory_order_seq_cst)) {
     sched_.poll_blocker_.store(nullptr, std::memory_order_seq_cst);
     sched_.wake_poll_thread();
     return 0;
   }
   worker_counters::bump(counters_.io_blocking_polls);
-  // Leave the slot before readying anyone: a ready() from here may wake
-  // (unpark) this very worker, which must not break a poll that is over.
+  // Leave the reactor state before readying anyone: a ready() from here may
+  // wake (unpark) this very worker, which must see it awake.
   const std::size_t readied = poller->poll_blocking(
       deadline_ns,
-      [](void* s) noexcept {
-        auto& sched = *static_cast<scheduler*>(s);
-        sched.poll_blocker_.store(nullptr, std::memory_order_seq_cst);
-        sched.wake_poll_thread();  // it watches the reactor again while we run
+      [](void* self) noexcept {
+        auto& w = *static_cast<worker*>(self);
+        std::uint32_t in_reactor = parked_in_reactor;
+        // 1 instead: unparked, and its break may still be on its way; it
+        // only makes a later poll return once, spuriously.
+        w.park_word_.compare_exchange_strong(in_reactor, 0, std::memory_order_seq_cst);
+        w.sched_.poll_blocker_.store(nullptr, std::memory_order_seq_cst);
+        w.sched_.wake_poll_thread();  // it watches the reactor again while we run
       },
-      &sched_);
+      this);
   worker_counters::bump(counters_.io_polled, readied);
   return static_cast<int>(std::min<std::size_t>(readied, INT_MAX));
 }
@@ -1349,14 +1373,25 @@ inline int scheduler::open_poll_break_fd() {
   std::lock_guard lock(poll_break_mu_);
   int fd = poll_break_fd_.load(std::memory_order_relaxed);  // relaxed: under poll_break_mu_
   if (fd >= 0) return fd;
-  fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (fd < 0) throw std::system_error(errno, std::system_category(), "goro: eventfd");
+  {
+    std::lock_guard spare_lock(process().spare_mu);
+    if (!process().spare_break_fds.empty()) {
+      fd = process().spare_break_fds.back();
+      process().spare_break_fds.pop_back();
+    }
+  }
+  if (fd >= 0) {
+    std::uint64_t stale;
+    (void)!::read(fd, &stale, sizeof stale);  // a late break for its last runtime: drop it (nonblocking)
+  } else {
+    fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0) throw std::system_error(errno, std::system_category(), "goro: eventfd");
+  }
   poll_break_fd_.store(fd, std::memory_order_release);  // release: the fd is open before anyone writes to it
   return fd;
 }
 
-inline void scheduler::break_blocking_poll() noexcept {
-  const int fd = poll_break_fd_.load(std::memory_order_acquire);
+inline void scheduler::write_poll_break(int fd) noexcept {
   if (fd < 0) return;
   const std::uint64_t one = 1;
   (void)!::write(fd, &one, sizeof one);  // EAGAIN only at a counter of 2^64-2: it is readable then anyway
@@ -1392,7 +1427,14 @@ inline void scheduler::stop_poll_thread() noexcept {
 }
 
 inline scheduler::~scheduler() {
-  if (const int fd = poll_break_fd_.load(std::memory_order_relaxed); fd >= 0) ::close(fd);  // relaxed: every thread that used it is gone
+  if (const int fd = poll_break_fd_.load(std::memory_order_relaxed); fd >= 0) {  // relaxed: our workers are gone
+    std::lock_guard lock(process().spare_mu);
+    try {
+      process().spare_break_fds.push_back(fd);
+    } catch (...) {
+      // No memory to keep it: leak the fd rather than close it under a late writer.
+    }
+  }
   // Timers still armed by objects that outlive the runtime (a goro::timer
   // kept past run()) must not point into destroyed heaps.
   for (auto& w : workers_) w->timers().clear_all();
