@@ -242,7 +242,7 @@ TEST_CASE("timeout returns deadline_exceeded and cancels the fiber through its c
     goro::chan<std::error_code> fiber_saw{1};
     const auto start = clock_type::now();
     goro::result<int> r = goro::timeout(50ms, [fiber_saw](goro::context ctx) {
-      std::error_code e = goro::this_fiber::sleep_for(ctx, 1h);  // stops when ctx ends
+      std::error_code e = goro::this_fiber::sleep_for(ctx, 1h);  // the behaviour under test: only timeout() ending ctx stops it
       fiber_saw.send(e);
       return 1;
     });

@@ -416,7 +416,7 @@ TEST_CASE("timed waiters racing notifications are each either notified or timed 
     goro::spawn([&] {
       for (int i = 0; !stop.load(); ++i) {
         cv.notify_one();
-        if (i % 2 == 0) goro::sleep_for(500us);  // pacing (stimulus), not settling
+        if (i % 2 == 0) goro::sleep_for(500us);  // stimulus: pacing, so some waiters time out and some are notified
         else goro::yield();
       }
       notifying.done();
@@ -425,7 +425,7 @@ TEST_CASE("timed waiters racing notifications are each either notified or timed 
       for (int i = 1; !stop.load(); ++i) {
         if (i % 16 == 0) cv.notify_all();
         else cv.notify_one();
-        std::this_thread::sleep_for(1ms);  // pacing (stimulus), not settling
+        std::this_thread::sleep_for(1ms);  // stimulus: pacing, so some waiters time out and some are notified
       }
     });
     waiting.wait();

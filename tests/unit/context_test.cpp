@@ -796,7 +796,7 @@ TEST_CASE("with_stop_token: a std::stop_source cancels the context and wakes its
     auto [child, cancel_child] = goro::with_cancel(ctx);
     goro::chan<std::error_code> saw{1};
     goro::spawn({.name = "stop-waiter"}, [child = child, saw] {
-      saw.send(goro::this_fiber::sleep_for(child, 1h));
+      saw.send(goro::this_fiber::sleep_for(child, 1h));  // the behaviour under test: only the stop_source ends it
     });
     REQUIRE(until_parked("stop-waiter", goro::wait_reason::select));
     CHECK_FALSE(ctx.err());
@@ -909,7 +909,7 @@ struct op_fixture {
         auto r = ch.recv(ctx);
         return r.status == goro::chan_op::canceled ? ctx.err() : std::error_code{};
       }
-      case op_kind::sleep: return goro::this_fiber::sleep_for(ctx, 1h);
+      case op_kind::sleep: return goro::this_fiber::sleep_for(ctx, 1h);  // the behaviour under test: only ctx ends it
       case op_kind::wait_group: return wg.wait(ctx);
       case op_kind::mutex: {
         auto e = mu.lock(ctx);

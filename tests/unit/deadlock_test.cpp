@@ -183,7 +183,7 @@ TEST_CASE("no deadlock while a timer is pending") {
       gate.wait();
       finished.done();
     });
-    goro::sleep_for(300ms);  // far longer than the grace: only the timer can wake anyone
+    goro::sleep_for(300ms);  // the behaviour under test: a pending timer, six grace periods long, is not a deadlock
     gate.done();
     finished.wait();
     goro::testing::expect_no_leaked_fibers();
@@ -235,7 +235,7 @@ TEST_CASE("detect_deadlock=false waits for a plain thread however long it takes"
   bool returned = false;
   CHECK_NOTHROW(returned = goro::run(o, [&] {
     late_waker = std::thread([&] {
-      std::this_thread::sleep_for(400ms);  // eight grace periods of silence
+      std::this_thread::sleep_for(400ms);  // stimulus: eight grace periods of silence before the wake-up the runtime must wait for
       released.done();
     });
     released.wait();

@@ -137,10 +137,9 @@ TEST_CASE("sleep_until a time in the past returns promptly") {
   unsigned workers = GORO_WORKERS();
   goro_test::run_in_goro(workers, [&] {
     auto start = clock_type::now();
-    // The behaviour under test: each returns at once.
-    goro::sleep_until(clock_type::now() - 1h);
-    goro::sleep_until(clock_type::now());
-    goro::sleep_until(clock_type::time_point{});  // the clock's epoch
+    goro::sleep_until(clock_type::now() - 1h);     // the behaviour under test: returns at once
+    goro::sleep_until(clock_type::now());          // the behaviour under test: returns at once
+    goro::sleep_until(clock_type::time_point{});  // the behaviour under test: the clock's epoch, returns at once
     CHECK(clock_type::now() - start < 5s);
     CHECK(goro::runtime_metrics().pending_timers == 0);
     // And a future one is honoured.
