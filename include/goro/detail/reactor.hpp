@@ -335,7 +335,7 @@ class reactor final : public runtime_service, public ready_poller {
 
   scheduler& sched_;
   int epfd_ = -1;
-  int break_fd_ = -1;                          // the scheduler's (it closes it): see scheduler::open_poll_break_fd()
+  int break_fd_ = -1;                          // the scheduler's: see scheduler::open_poll_break_fd()
   std::atomic<std::int64_t> last_poll_ns_{0};  // see note_poll()
   std::mutex table_mu_;
   std::unordered_map<int, std::unique_ptr<fd_entry>> table_;  // guarded by table_mu_; never shrinks

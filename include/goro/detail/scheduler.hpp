@@ -350,8 +350,9 @@ class worker {
   std::uint32_t schedtick_ = 0;   // owner only
   std::uint64_t rng_;             // owner only
   std::uint64_t id_next_ = 0, id_end_ = 0;  // owner only: batch of fiber ids
-  // 0: parked (or about to), 1: woken, parked_in_reactor: asleep in the
-  // reactor's epoll_wait (blocking_poll), where a futex wake cannot reach.
+  // 0: parked (or about to), 1: woken, parked_in_reactor + fd: asleep in
+  // the reactor's epoll_wait (blocking_poll), where a futex wake cannot
+  // reach; writing the eventfd fd breaks that sleep (unpark).
   static constexpr std::uint32_t parked_in_reactor = 2;
   std::atomic<std::uint32_t> park_word_{0};
   std::atomic<std::int64_t> parked_until_ns_{0};  // 0 = awake
@@ -465,10 +466,11 @@ class scheduler {
   // hop per event (a 1-worker socket ping-pong took 5.8 instead of 2.9 us).
   worker* poll_blocker() const noexcept { return poll_blocker_.load(std::memory_order_seq_cst); }
   // The eventfd that breaks a blocking poll (the reactor adds it to its
-  // epoll set). Taken once, by the reactor, from the process's spare ones
-  // or created; ~scheduler hands it back to the spares instead of closing
-  // it, so an unpark() still in flight when the runtime ends writes to an
-  // eventfd, not to whatever file reused the number.
+  // epoll set). Only the reactor's constructor calls this, and
+  // service<reactor>() runs that under services_mu_. Taken from the
+  // process's spare ones or created; ~scheduler hands it back to the spares
+  // instead of closing it, so an unpark() still in flight when the runtime
+  // ends writes to an eventfd, not to whatever file reused the number.
   int open_poll_break_fd();
   static void write_poll_break(int fd) noexcept;  // wakes the worker asleep in the reactor (worker::unpark)
   // The poller thread's sleep: until wake_poll_thread() when `forever`,
@@ -477,6 +479,7 @@ class scheduler {
   void wake_poll_thread() noexcept;
   void stop_poll_thread() noexcept;  // wakes it from either sleep, for good (the reactor's shutdown)
   bool poll_thread_stopping() const noexcept { return poll_thread_stop_.load(std::memory_order_seq_cst); }
+  void leave_poll_blocker() noexcept;  // the blocking worker, as its poll ends
   // The reactor registers itself once it exists and unregisters (nullptr)
   // in its shutdown(), which runs after the workers have stopped: a worker
   // that loaded the pointer can use it for the rest of its loop. Only the
@@ -536,11 +539,10 @@ class scheduler {
   // park_until() and cleared by the same worker when its poll returns;
   // wakers never read it (they look at the worker's park word).
   alignas(64) std::atomic<worker*> poll_blocker_{nullptr};
-  std::atomic<int> poll_break_fd_{-1};          // see open_poll_break_fd()
+  std::atomic<int> poll_break_fd_{-1};          // see open_poll_break_fd(); set once, before the reactor registers
   std::atomic<bool> poll_thread_asleep_{false};  // the poller thread sleeps until wake_poll_thread()
   std::atomic<bool> poll_thread_stop_{false};    // set once, by stop_poll_thread()
   std::atomic<std::uint32_t> poll_thread_word_{0};  // its futex
-  std::mutex poll_break_mu_;                     // serialises open_poll_break_fd()
   // Last members: services are destroyed first, while everything they may
   // touch (workers, queues) still exists.
   std::mutex services_mu_;
@@ -1302,16 +1304,13 @@ inline void worker::park_until(std::int64_t deadline_ns) {
 }
 
 inline void worker::unpark() noexcept {
-  // The exchange is the waker's last touch of runtime memory: the wake-up
-  // may let the runtime finish and free this worker at once (the futex and
-  // the fd are only numbers after it). So the break fd is read first, and
-  // whether the worker sleeps in the reactor comes from the exchange
-  // itself (blocking_poll() moves the word 0 -> parked_in_reactor and back).
-  const int break_fd = sched_.poll_break_fd_.load(std::memory_order_acquire);
-  if (park_word_.exchange(1, std::memory_order_seq_cst) == parked_in_reactor) {
-    // It is in epoll_wait (or about to be), so it cannot have finished.
-    scheduler::write_poll_break(break_fd >= 0 ? break_fd : sched_.poll_break_fd_.load(std::memory_order_acquire));
-  }
+  // The exchange is the waker's only touch of runtime memory: the wake-up
+  // may let the runtime finish and free this worker at once (the futex
+  // address and the fd are only numbers after it). Whether the worker sleeps
+  // in the reactor, and the eventfd that breaks that sleep, both come from
+  // the word it takes (blocking_poll() stores parked_in_reactor + the fd).
+  const std::uint32_t was = park_word_.exchange(1, std::memory_order_seq_cst);
+  if (was >= parked_in_reactor) scheduler::write_poll_break(static_cast<int>(was - parked_in_reactor));
   futex_wake(park_word_);
 }
 
@@ -1325,29 +1324,37 @@ inline int worker::blocking_poll(std::int64_t deadline_ns) {
   if (sched_.idle_count_.load(std::memory_order_seq_cst) != static_cast<int>(sched_.worker_count())) return -1;
   worker* none = nullptr;
   if (!sched_.poll_blocker_.compare_exchange_strong(none, this, std::memory_order_seq_cst)) return -1;
-  // Tell unpark() to break the poll: it exchanges the word and breaks when
-  // it finds parked_in_reactor. If it came first, the word is 1: no poll.
+  // Tell unpark() how to break the poll. Its exchange and this CAS are on
+  // the same word, so one of them comes first: if unpark did, the word is 1
+  // and we do not poll; else it takes our word and writes the eventfd named
+  // in it. The fd was set before the reactor registered (set_ready_poller,
+  // whose release pairs with our acquire of `poller`), and it is never
+  // closed (~scheduler keeps it for the next runtime), so a break written
+  // after we left, even after the runtime ended, wakes nothing that matters.
+  const std::uint32_t in_reactor =
+      parked_in_reactor + static_cast<std::uint32_t>(sched_.poll_break_fd_.load(std::memory_order_relaxed));
   std::uint32_t parked = 0;
-  if (!park_word_.compare_exchange_strong(parked, parked_in_reactor, std::memory_order_seq_cst)) {
-    sched_.poll_blocker_.store(nullptr, std::memory_order_seq_cst);
-    sched_.wake_poll_thread();
+  if (!park_word_.compare_exchange_strong(parked, in_reactor, std::memory_order_seq_cst)) {
+    sched_.leave_poll_blocker();
     return 0;
   }
   worker_counters::bump(counters_.io_blocking_polls);
   // Leave the reactor state before readying anyone: a ready() from here may
-  // wake (unpark) this very worker, which must see it awake.
+  // wake (unpark) this very worker, which must then find it awake.
+  struct leave_args {
+    worker* self;
+    std::uint32_t in_reactor;
+  } args{this, in_reactor};
   const std::size_t readied = poller->poll_blocking(
       deadline_ns,
-      [](void* self) noexcept {
-        auto& w = *static_cast<worker*>(self);
-        std::uint32_t in_reactor = parked_in_reactor;
-        // 1 instead: unparked, and its break may still be on its way; it
-        // only makes a later poll return once, spuriously.
-        w.park_word_.compare_exchange_strong(in_reactor, 0, std::memory_order_seq_cst);
-        w.sched_.poll_blocker_.store(nullptr, std::memory_order_seq_cst);
-        w.sched_.wake_poll_thread();  // it watches the reactor again while we run
+      [](void* arg) noexcept {
+        auto& a = *static_cast<leave_args*>(arg);
+        // Fails when the word is 1 already: unparked, its break maybe still
+        // on its way; a later poll then returns once, spuriously.
+        a.self->park_word_.compare_exchange_strong(a.in_reactor, 0, std::memory_order_seq_cst);
+        a.self->sched_.leave_poll_blocker();
       },
-      this);
+      &args);
   worker_counters::bump(counters_.io_polled, readied);
   return static_cast<int>(std::min<std::size_t>(readied, INT_MAX));
 }
@@ -1370,9 +1377,8 @@ inline scheduler::scheduler(const run_options& options)
 }
 
 inline int scheduler::open_poll_break_fd() {
-  std::lock_guard lock(poll_break_mu_);
-  int fd = poll_break_fd_.load(std::memory_order_relaxed);  // relaxed: under poll_break_mu_
-  if (fd >= 0) return fd;
+  int fd = poll_break_fd_.load(std::memory_order_relaxed);  // relaxed: callers are serialised by services_mu_
+  if (fd >= 0) return fd;  // a reactor whose construction failed after this took one
   {
     std::lock_guard spare_lock(process().spare_mu);
     if (!process().spare_break_fds.empty()) {
@@ -1387,8 +1393,13 @@ inline int scheduler::open_poll_break_fd() {
     fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (fd < 0) throw std::system_error(errno, std::system_category(), "goro: eventfd");
   }
-  poll_break_fd_.store(fd, std::memory_order_release);  // release: the fd is open before anyone writes to it
+  poll_break_fd_.store(fd, std::memory_order_relaxed);  // relaxed: published by set_ready_poller's release
   return fd;
+}
+
+inline void scheduler::leave_poll_blocker() noexcept {
+  poll_blocker_.store(nullptr, std::memory_order_seq_cst);  // seq_cst: a Dekker pair with poll_thread_sleep
+  wake_poll_thread();  // it watches the reactor again while we run
 }
 
 inline void scheduler::write_poll_break(int fd) noexcept {

@@ -156,8 +156,9 @@ class execution_context {
   // last_sp(), the first bytes the fiber's next resume reads, or null: a
   // hint for prefetching only, never dereferenced. A worker reads it for a
   // fiber in its queue that a thief may take and resume meanwhile, which is
-  // why it is an atomic copy (resume() stores it) and not a read of context_. It may be stale, or
-  // garbage if the fiber exited and its object was freed or reused
+  // why it is an atomic copy (resume() stores it) and not a read of
+  // context_. It may be stale, or garbage if the fiber exited and its
+  // object was freed or reused
   // meanwhile: fiber objects are never unmapped (fiber_depot), so the load
   // stays in bounds, and the value is only ever prefetched. Null under TSan
   // and ASan: ASan frees fiber objects for real, and TSan would call that
