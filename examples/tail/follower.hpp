@@ -3,9 +3,12 @@
 // into line batches, in file order.
 //
 // State machine of a follower (one iteration per wake-up):
-//   read    read the file from read_offset_ to its end, 256 KiB per blocking
-//           call, cutting complete lines into batches (a held partial line
-//           waits in pending_ until its newline arrives);
+//   read    read the file from read_offset_ to its end, 256 KiB at a time,
+//           from the page cache on this worker (goro::io::read_cached), and
+//           through a blocking call only when the data must come from the
+//           device (and always on a network file system); cut complete
+//           lines into batches (a held partial line waits in pending_ until
+//           its newline arrives);
 //   check   each read first compares the size and the first bytes with what
 //           was seen before: smaller, or a different head, is a truncation
 //           (copytruncate, truncate to zero, rewrite) and restarts at 0;
@@ -24,7 +27,7 @@
 // Invariants:
 //   * pending_start_ is the file offset of pending_[0]; every byte before it
 //     is in a batch already sent (or being built in batch_).
-//   * Only this fiber touches fd_, read_offset_, pending_ and batch_; the
+//   * Only this fiber touches fd_, read_offset_, pending_ and batch_; a
 //     blocking read runs while this fiber is parked, so it may use them too.
 //   * running is set by the tracker before spawning and cleared here, under
 //     file_table::mu, as the last thing that touches the table.
@@ -37,9 +40,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fcntl.h>
 #include <memory>
 #include <string>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 #include <vector>
 
@@ -64,7 +69,12 @@ class follower {
       bool at_eof = false;
       file_stamp eof_stamp;  // the fstat of the read that found end of file
       while (!s_.root.err()) {
-        chunk c = goro::blocking([this] { return read_chunk(); });
+        // The page cache first, on this worker (a file being followed was
+        // just written: no thread hop); the pool only for what would wait
+        // for a device or a file server.
+        chunk c;
+        if (local_fs_) c = read_chunk(true);
+        if (!local_fs_ || c.needs_blocking) c = goro::blocking([this] { return read_chunk(false); });
         if (c.error != 0) {
           if (c.error != reported_error) warn(f_->name + ": cannot read: " + std::strerror(c.error) + " (retrying)");
           reported_error = c.error;
@@ -153,31 +163,62 @@ class follower {
     file_stamp stamp;        // what the fstat before the reads said
     bool truncated = false;  // the file shrank below read_offset_ or its head changed
     bool new_fingerprint = false;
+    bool needs_blocking = false;  // on_worker: something was not cached; nothing was changed
     std::size_t bytes = 0;   // bytes read into buffer_ at read_offset_
   };
 
-  // read_chunk() runs on the blocking pool (this fiber is parked meanwhile).
-  chunk read_chunk() {
+  // read_chunk() checks the file (size, head) and reads what follows
+  // read_offset_ into buffer_. on_worker: it runs on this fiber's worker and
+  // must not block, so the stamp comes from the inode as cached (statx
+  // AT_STATX_DONT_SYNC: no round trip to a file server) and the reads from
+  // the page cache (goro::io::read_cached); when something is not cached it
+  // gives up with needs_blocking, having changed nothing, and the caller
+  // runs it again on the blocking pool (on_worker false; this fiber is
+  // parked meanwhile). Only on a local file system (local_fs_): on a
+  // network one the cached size and pages may be stale until a round trip
+  // to the server, which fstat and pread make; there every read takes the
+  // pool.
+  chunk read_chunk(bool on_worker) {
     chunk c;
     if (fault_eacces(f_->name)) {  // test hook: GORO_TAIL_FAULT_EACCES (session.hpp)
       c.error = EACCES;
       return c;
     }
-    struct stat st {};
-    if (::fstat(fd_, &st) != 0) {
-      c.error = errno;
-      return c;
+    if (!on_worker && !fs_checked_) {  // once, on the pool (fstatfs may ask a server)
+      fs_checked_ = true;
+      struct statfs fs {};
+      local_fs_ = ::fstatfs(fd_, &fs) == 0 && !is_network_fs(fs.f_type);
     }
-    c.stamp = stamp_of(st);
-    if (static_cast<std::uint64_t>(st.st_size) < read_offset_) {
+    if (on_worker) {
+      struct statx info {};
+      if (::statx(fd_, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_SIZE | STATX_MTIME, &info) != 0) {
+        c.needs_blocking = true;  // the pool's fstat reports the error
+        return c;
+      }
+      c.stamp = {info.stx_size, static_cast<std::int64_t>(info.stx_mtime.tv_sec) * 1'000'000'000 +
+                                    info.stx_mtime.tv_nsec};
+    } else {
+      struct stat st {};
+      if (::fstat(fd_, &st) != 0) {
+        c.error = errno;
+        return c;
+      }
+      c.stamp = stamp_of(st);
+    }
+    if (c.stamp.size < read_offset_) {
       c.truncated = true;
       return c;
     }
     // The head tells a file rewritten in place (truncated, then regrown past
     // our offset before we looked) from the one we were reading.
+    const std::size_t known_head = fingerprint_.size();
     {
       char head[fingerprint_bytes];
-      ssize_t n = pread_fully(head, sizeof head, 0);
+      ssize_t n = read_fully(head, sizeof head, 0, on_worker);
+      if (n < 0 && errno == EAGAIN && on_worker) {
+        c.needs_blocking = true;
+        return c;
+      }
       if (n < 0) {
         c.error = errno;
         return c;
@@ -193,7 +234,14 @@ class follower {
       }
     }
     buffer_.resize(read_chunk_bytes);
-    ssize_t n = pread_fully(buffer_.data(), buffer_.size(), read_offset_);
+    ssize_t n = read_fully(buffer_.data(), buffer_.size(), read_offset_, on_worker);
+    if (n < 0 && errno == EAGAIN && on_worker) {
+      // Change nothing: the pool's run must see the head grow again, or
+      // the caller would never publish the new fingerprint.
+      fingerprint_.resize(known_head);
+      c.needs_blocking = true;
+      return c;
+    }
     if (n < 0) {
       c.error = errno;
       return c;
@@ -202,10 +250,25 @@ class follower {
     return c;
   }
 
-  // pread until size bytes or end of file.
-  ssize_t pread_fully(char* out, std::size_t size, std::uint64_t offset) {
+  // read_fully() reads until size bytes or end of file: with pread, or with
+  // goro::io::read_cached when cached_only, where it stops early at the
+  // first uncached byte (-1 with errno EAGAIN if that is the first one).
+  // Neither switches fibers, so errno is this thread's.
+  ssize_t read_fully(char* out, std::size_t size, std::uint64_t offset, bool cached_only) {
     std::size_t done = 0;
     while (done < size) {
+      if (cached_only) {
+        std::error_code ec;
+        std::size_t n = goro::io::read_cached(fd_, out + done, size - done, offset + done, ec);
+        if (ec) {
+          if (ec == std::errc::resource_unavailable_try_again && done > 0) break;
+          errno = ec.value();
+          return -1;
+        }
+        if (n == 0) break;
+        done += n;
+        continue;
+      }
       ssize_t n = ::pread(fd_, out + done, size - done, static_cast<off_t>(offset + done));
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) return -1;
@@ -239,39 +302,87 @@ class follower {
     return flush_batch(true);
   }
 
-  // consume() appends fresh bytes to pending_ and sends every complete line.
-  // A line longer than --max-line goes out in pieces of max_line bytes, each
-  // ending in '\n' (counted once per line in split_lines).
+  // consume() sends every complete line of the fresh bytes (data, which
+  // start at file offset pending_start_ + pending_.size()) and holds the
+  // partial last line in pending_. Only a held line's completion goes
+  // through pending_; the lines after it are cut straight from data, so most
+  // bytes are copied once, into their batch. A line longer than --max-line
+  // goes out in pieces of max_line bytes, each ending in '\n' (counted once
+  // per line in split_lines).
   bool consume(const char* data, std::size_t size) {
-    pending_.append(data, size);
+    if (!pending_.empty()) {
+      const char* newline = static_cast<const char*>(std::memchr(data, '\n', size));
+      const std::size_t take = newline != nullptr ? static_cast<std::size_t>(newline - data) + 1 : size;
+      pending_.append(data, take);
+      data += take;
+      size -= take;
+      bool sent = true;
+      commit_consumed(cut_lines(pending_.data(), pending_.size(), pending_start_, sent));
+      if (!sent) return false;
+      // Either the held line is complete and gone, or data had no newline
+      // and all of it is held.
+      if (!pending_.empty()) return flush_batch(false);
+    }
+    bool sent = true;
+    const std::size_t used = cut_lines(data, size, pending_start_, sent);
+    pending_start_ += used;
+    if (!sent) return false;
+    pending_.assign(data + used, size - used);
+    return flush_batch(false);
+  }
+
+  // cut_lines() appends the complete lines (and max_line pieces) of
+  // [text, text + size), which starts at file offset `start`, to batches,
+  // sending each full batch. Returns the bytes used: the rest is a partial
+  // line. sent turns false when a send gave up (shutdown). Without a -H
+  // prefix, consecutive whole lines are appended as one run: one copy per
+  // run instead of one call per line.
+  std::size_t cut_lines(const char* text, std::size_t size, std::uint64_t start, bool& sent) {
     const std::size_t max_line = s_.opts.max_line;
+    const bool in_runs = f_->prefix.empty();
     std::size_t pos = 0;
+    std::size_t run_start = 0, run_lines = 0;  // whole lines in text[run_start, pos) not yet in batch_
+    auto end_run = [&] {
+      if (run_lines == 0) return;
+      batch_.text.append(text + run_start, pos - run_start);
+      batch_.lines += run_lines;
+      batch_.end_offset = start + pos;
+      run_lines = 0;
+    };
     for (;;) {
-      std::size_t window = std::min(pending_.size() - pos, max_line + 1);
+      std::size_t window = std::min(size - pos, max_line + 1);
       if (window == 0) break;
-      const char* start = pending_.data() + pos;
-      const char* newline = static_cast<const char*>(std::memchr(start, '\n', window));
+      const char* line = text + pos;
+      const char* newline = static_cast<const char*>(std::memchr(line, '\n', window));
       if (newline != nullptr) {
-        std::size_t length = static_cast<std::size_t>(newline - start) + 1;
-        append_line(start, length, false, pending_start_ + pos + length);
+        std::size_t length = static_cast<std::size_t>(newline - line) + 1;
+        if (!in_runs) {
+          append_line(line, length, false, start + pos + length);
+        } else if (run_lines++ == 0) {
+          run_start = pos;
+          if (batch_.lines == 0) batch_.start_offset = start + pos;
+        }
         pos += length;
         splitting_ = false;
-      } else if (pending_.size() - pos > max_line) {
+      } else if (size - pos > max_line) {
+        end_run();
         if (!splitting_) add(s_.stats.split_lines);
         splitting_ = true;
-        append_line(start, max_line, true, pending_start_ + pos + max_line);
+        append_line(line, max_line, true, start + pos + max_line);
         pos += max_line;
       } else {
-        break;  // a partial line: hold it until its newline
+        break;  // a partial line: the caller holds it until its newline
       }
-      if (batch_.lines >= s_.batch_line_limit()) {
-        commit_consumed(pos);
-        pos = 0;
-        if (!flush_batch(false)) return false;
+      if (batch_.lines + run_lines >= s_.batch_line_limit()) {
+        end_run();
+        if (!flush_batch(false)) {
+          sent = false;
+          return pos;
+        }
       }
     }
-    commit_consumed(pos);
-    return flush_batch(false);
+    end_run();
+    return pos;
   }
 
   void commit_consumed(std::size_t pos) {
@@ -309,9 +420,37 @@ class follower {
     return true;
   }
 
+  // is_network_fs(): file systems whose cached state may lag the server's
+  // (statfs(2) magic numbers), and FUSE, which may be anything.
+  static bool is_network_fs(decltype(statfs::f_type) type) {
+    switch (static_cast<unsigned long>(type)) {
+      case 0x6969UL:      // NFS
+      case 0x517BUL:      // SMB
+      case 0xFF534D42UL:  // CIFS
+      case 0xFE534D42UL:  // SMB2
+      case 0x65735546UL:  // FUSE
+      case 0x00C36400UL:  // Ceph
+      case 0x5346414FUL:  // AFS
+      case 0x6B414653UL:  // kAFS
+      case 0x01021997UL:  // 9P
+      case 0x0BD00BD0UL:  // Lustre
+      case 0x47504653UL:  // GPFS
+      case 0x01161970UL:  // GFS2
+      case 0x7461636FUL:  // OCFS2
+        return true;
+      default:
+        return false;
+    }
+  }
+
   session& s_;
   std::shared_ptr<followed_file> f_;
   int fd_;
+  // Whether reads may try the page cache on the worker: decided by the
+  // first read, on the pool (so the first read always takes the pool).
+  // Written there while this fiber is parked; blocking() orders it.
+  bool fs_checked_ = false;
+  bool local_fs_ = false;
   std::uint64_t read_offset_;    // next byte to read
   std::string pending_;          // bytes after the last complete line
   std::uint64_t pending_start_;  // file offset of pending_[0]

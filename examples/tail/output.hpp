@@ -154,21 +154,25 @@ inline void run_output(session& s, goro::chan<line_batch> in, std::atomic<int>& 
     if (!first) break;
     block.clear();
     written.clear();
-    block += first->text;
     written.push_back(std::move(*first));
-    while (block.size() < output_block_bytes) {
+    // A lone batch (a follower's whole read when busy, one line when idle)
+    // is written from its own text; only several are gathered into block.
+    const std::string* out_text = &written.front().text;
+    while (out_text->size() < output_block_bytes) {
       auto more = in.try_recv();
       if (!more) break;
+      if (written.size() == 1) block += written.front().text;
       block += more.value->text;
       written.push_back(std::move(*more.value));
+      out_text = &block;
     }
     if (!stdout_ok) {
       add(s.stats.lost_batches, written.size());
       continue;
     }
     std::size_t bytes_out = 0;
-    if (!block.empty()) {
-      if (auto e = out.write_all(block, s.hard, bytes_out)) {
+    if (!out_text->empty()) {
+      if (auto e = out.write_all(*out_text, s.hard, bytes_out)) {
         stdout_ok = false;
         commit_written(s, written, bytes_out);
         if (e != goro::context_errc::canceled && e != goro::context_errc::deadline_exceeded) {

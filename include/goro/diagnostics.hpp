@@ -62,6 +62,8 @@ struct metrics {
   std::uint64_t worker_wakes = 0;
   std::uint64_t io_ready_polled = 0;  // fibers an idle worker found ready on the reactor itself (no poller-thread hop)
   std::uint64_t io_blocking_polls = 0;  // times the last idle worker slept in the reactor (epoll) instead of its futex
+  std::uint64_t file_reads_cached = 0;     // io::read_at calls served from the page cache on the worker
+  std::uint64_t file_reads_offloaded = 0;  // io::read_at calls that waited for the device on the blocking() pool
   std::int64_t global_queue_length = 0;
   std::size_t pending_timers = 0;
   std::size_t registry_slots = 0;   // slots in the live-fiber registry's tables (grown on demand, kept)
@@ -102,6 +104,8 @@ inline metrics runtime_metrics() {
       m.worker_wakes += c.wakes.load(std::memory_order_relaxed);
       m.io_ready_polled += c.io_polled.load(std::memory_order_relaxed);
       m.io_blocking_polls += c.io_blocking_polls.load(std::memory_order_relaxed);
+      m.file_reads_cached += c.file_reads_cached.load(std::memory_order_relaxed);
+      m.file_reads_offloaded += c.file_reads_offloaded.load(std::memory_order_relaxed);
     }
   }
   m.stack_slots = detail::stack_statistics().slots.load(std::memory_order_relaxed);
@@ -142,6 +146,10 @@ inline std::string metrics_text() {
          m.io_ready_polled);
   metric("io_blocking_polls_total", "counter", "Times the last idle worker slept in the I/O reactor (epoll).",
          m.io_blocking_polls);
+  metric("file_reads_cached_total", "counter", "io::read_at calls served from the page cache on a worker.",
+         m.file_reads_cached);
+  metric("file_reads_offloaded_total", "counter", "io::read_at calls that went to the blocking() pool.",
+         m.file_reads_offloaded);
   metric("global_queue_length", "gauge", "Fibers waiting in the global run queue.", m.global_queue_length);
   metric("pending_timers", "gauge", "Armed timers (sleeps, timeouts, tickers, deadlines).", m.pending_timers);
   metric("registry_slots", "gauge", "Slots in the live-fiber registry's tables (grown on demand, kept).",

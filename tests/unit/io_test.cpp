@@ -16,7 +16,9 @@
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <mutex>
 #include <optional>
 #include <sstream>
@@ -567,4 +569,195 @@ TEST_CASE("a fiber still waiting on an fd when run() returns is unwound cleanly"
   // The fd is still usable afterwards (from a plain thread here).
   REQUIRE(::write(sp.b, "u", 1) == 1);
   CHECK_FALSE(goro::io::wait_readable(sp.a));
+}
+
+// ---------------------------------------------------------------------------
+// io::read_at / io::read_cached: regular files without a thread hop.
+
+namespace {
+
+// A temporary regular file holding `size` bytes of a known pattern; removed
+// on destruction.
+struct temp_file {
+  std::string path;
+  int fd = -1;
+  std::string content;
+  explicit temp_file(std::size_t size) {
+    path = (std::filesystem::temp_directory_path() / "goro-read-at-XXXXXX").string();
+    fd = ::mkstemp(path.data());
+    REQUIRE(fd >= 0);
+    content.resize(size);
+    for (std::size_t i = 0; i < size; ++i) content[i] = static_cast<char>('a' + (i * 7 + i / 251) % 26);
+    REQUIRE(::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()));
+  }
+  temp_file(const temp_file&) = delete;
+  temp_file& operator=(const temp_file&) = delete;
+  ~temp_file() {
+    ::close(fd);
+    ::unlink(path.c_str());
+  }
+};
+
+struct file_read_counts {
+  std::uint64_t cached, offloaded;
+};
+file_read_counts file_reads() {
+  goro::metrics m = goro::runtime_metrics();
+  return {m.file_reads_cached, m.file_reads_offloaded};
+}
+
+}  // namespace
+
+TEST_CASE("io::read_at reads a file in the page cache on the worker, without the blocking pool", "[io][read_at]") {
+  temp_file file(200 * 1024);  // just written: in the page cache
+  char probe;
+  std::error_code ec;
+  if (goro::io::read_cached(file.fd, &probe, 1, 0, ec) != 1) {
+    WARN("this file system cannot read without blocking (RWF_NOWAIT): " << file.path << ": " << ec.message());
+    return;
+  }
+  goro_test::run_in_goro(GORO_WORKERS(), [&] {
+    const file_read_counts before = file_reads();
+    std::vector<char> buf(64 * 1024);
+    std::error_code error;
+    for (std::uint64_t offset : {std::uint64_t{0}, std::uint64_t{12345}, std::uint64_t{150 * 1024}}) {
+      std::size_t n = goro::io::read_at(file.fd, buf.data(), buf.size(), offset, error);
+      CHECK_FALSE(error);
+      REQUIRE(n == std::min<std::size_t>(buf.size(), file.content.size() - offset));
+      CHECK(std::string(buf.data(), n) == file.content.substr(static_cast<std::size_t>(offset), n));
+    }
+    CHECK(goro::io::read_at(file.fd, buf.data(), buf.size(), file.content.size(), error) == 0);  // end of file
+    CHECK_FALSE(error);
+    CHECK(goro::io::read_at(file.fd, buf.data(), buf.size(), file.content.size() + 4096, error) == 0);
+    CHECK_FALSE(error);
+    const file_read_counts after = file_reads();
+    CHECK(after.cached - before.cached == 5);
+    CHECK(after.offloaded == before.offloaded);
+    CHECK(goro::blocking_pool_stats().threads_started == 0);  // no pool thread was ever needed
+  });
+}
+
+TEST_CASE("io::read_at goes through the blocking pool where the page cache cannot answer", "[io][read_at]") {
+  // procfs has no RWF_NOWAIT (EOPNOTSUPP): every read must be offloaded.
+  int fd = ::open("/proc/version", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    WARN("no /proc/version");
+    return;
+  }
+  char expected[512];
+  ssize_t want = ::pread(fd, expected, sizeof expected, 0);
+  REQUIRE(want > 0);
+  char probe[8];
+  std::error_code ec;
+  CHECK(goro::io::read_cached(fd, probe, sizeof probe, 0, ec) == 0);
+  CHECK(ec == std::errc::resource_unavailable_try_again);
+  goro_test::run_in_goro(GORO_WORKERS(), [&] {
+    const file_read_counts before = file_reads();
+    char got[512];
+    std::error_code error;
+    std::size_t n = goro::io::read_at(fd, got, sizeof got, 0, error);
+    CHECK_FALSE(error);
+    REQUIRE(n == static_cast<std::size_t>(want));
+    CHECK(std::memcmp(got, expected, n) == 0);
+    const file_read_counts after = file_reads();
+    CHECK(after.offloaded - before.offloaded == 1);
+    CHECK(after.cached == before.cached);
+  });
+  ::close(fd);
+}
+
+TEST_CASE("io::read_at of a file evicted from the page cache reads it from the disk on the pool", "[io][read_at]") {
+  temp_file file(256 * 1024);
+  REQUIRE(::fsync(file.fd) == 0);  // clean pages can be dropped
+  REQUIRE(::posix_fadvise(file.fd, 0, 0, POSIX_FADV_DONTNEED) == 0);
+  char probe;
+  std::error_code ec;
+  goro::io::read_cached(file.fd, &probe, 1, 128 * 1024, ec);
+  if (ec != std::errc::resource_unavailable_try_again) {
+    WARN("the page cache kept the file (or this file system has no RWF_NOWAIT): " << file.path);
+    return;
+  }
+  goro_test::run_in_goro(GORO_WORKERS(), [&] {
+    const file_read_counts before = file_reads();
+    std::string got;
+    std::vector<char> buf(32 * 1024);
+    for (;;) {  // read_at may return short counts: loop to the end like any pread user
+      std::error_code error;
+      std::size_t n = goro::io::read_at(file.fd, buf.data(), buf.size(), got.size(), error);
+      REQUIRE_FALSE(error);
+      if (n == 0) break;
+      got.append(buf.data(), n);
+    }
+    CHECK(got == file.content);
+    CHECK(file_reads().offloaded - before.offloaded >= 1);  // at least the first read waited for the disk
+  });
+}
+
+TEST_CASE("io::read_at reports pread's errors, on the worker, from the pool and on a plain thread",
+          "[io][read_at]") {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  int dir = ::open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  REQUIRE(dir >= 0);
+  temp_file file(4096);
+  auto check_errors = [&] {
+    char buf[16];
+    std::error_code ec;
+    CHECK(goro::io::read_at(-1, buf, sizeof buf, 0, ec) == 0);
+    CHECK(ec == std::errc::bad_file_descriptor);
+    CHECK(goro::io::read_at(fds[0], buf, sizeof buf, 0, ec) == 0);  // a pipe has no offsets
+    CHECK(ec == std::errc::invalid_seek);
+    CHECK(goro::io::read_at(dir, buf, sizeof buf, 0, ec) == 0);
+    CHECK(ec == std::errc::is_a_directory);
+    // An offset past off_t: EINVAL (preadv2 would read at the file position
+    // for -1).
+    CHECK(goro::io::read_at(file.fd, buf, sizeof buf, ~std::uint64_t{0}, ec) == 0);
+    CHECK(ec == std::errc::invalid_argument);
+    CHECK(goro::io::read_cached(file.fd, buf, sizeof buf, ~std::uint64_t{0}, ec) == 0);
+    CHECK(ec == std::errc::invalid_argument);
+    // A read on the pool that fails: its error comes back to the fiber.
+    // procfs offers no RWF_NOWAIT, so read_at hands the call to the pool,
+    // and address 0 of our own memory is unmapped: EIO.
+    if (int mem = ::open("/proc/self/mem", O_RDONLY | O_CLOEXEC); mem >= 0) {
+      CHECK(goro::io::read_at(mem, buf, sizeof buf, 0, ec) == 0);
+      CHECK(ec == std::errc::io_error);
+      ::close(mem);
+    }
+    // And a good read clears ec.
+    CHECK(goro::io::read_at(file.fd, buf, sizeof buf, 0, ec) == sizeof buf);
+    CHECK_FALSE(ec);
+  };
+  goro_test::run_in_goro(GORO_WORKERS(), check_errors);
+  check_errors();  // plain thread: pread itself
+  ::close(fds[0]);
+  ::close(fds[1]);
+  ::close(dir);
+}
+
+TEST_CASE("many fibers read_at one file at once, each its own range", "[io][read_at]") {
+  temp_file file(512 * 1024);
+  goro_test::run_in_goro(GORO_WORKERS(), [&] {
+    constexpr int readers = 64;
+    constexpr std::size_t piece = 8 * 1024;
+    std::atomic<int> correct{0};
+    goro::wait_group wg;
+    wg.add(readers);
+    for (int r = 0; r < readers; ++r) {
+      goro::spawn([&, r] {
+        std::vector<char> buf(piece);
+        const std::uint64_t offset = static_cast<std::uint64_t>(r) * piece;
+        std::size_t done = 0;
+        std::error_code ec;
+        while (done < piece) {
+          std::size_t n = goro::io::read_at(file.fd, buf.data() + done, piece - done, offset + done, ec);
+          if (ec || n == 0) break;
+          done += n;
+        }
+        if (done == piece && std::memcmp(buf.data(), file.content.data() + offset, piece) == 0) ++correct;
+        wg.done();
+      });
+    }
+    wg.wait();
+    CHECK(correct.load() == readers);
+  });
 }

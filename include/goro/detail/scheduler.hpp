@@ -286,6 +286,8 @@ struct worker_counters {
   std::atomic<std::uint64_t> exited{0};  // fibers of this runtime that exited on this worker
   std::atomic<std::uint64_t> io_polled{0};  // fibers readied by this worker's own poll of the reactor
   std::atomic<std::uint64_t> io_blocking_polls{0};  // times it went idle blocked in the reactor, not on its futex
+  std::atomic<std::uint64_t> file_reads_cached{0};     // io::read_at calls served from the page cache here
+  std::atomic<std::uint64_t> file_reads_offloaded{0};  // io::read_at calls that went to the blocking() pool
   // Owner-only increments: load+store, no RMW on the hot path.
   static void bump(std::atomic<std::uint64_t>& c, std::uint64_t by = 1) noexcept {
     c.store(c.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);  // relaxed: statistic, single writer
