@@ -132,8 +132,8 @@ inline std::size_t read_cached(int fd, void* buf, std::size_t size, std::uint64_
     if (n >= 0) return static_cast<std::size_t>(n);
     const int error = errno;
     if (error == EINTR) continue;
-    // No RWF_NOWAIT here (kernel < 4.14, or a file system such as procfs,
-    // tmpfs or NFS that does not offer it): only a blocking read can tell.
+    // No RWF_NOWAIT here (kernel < 4.14, or a file system such as procfs
+    // or tmpfs that does not offer it): only a blocking read can tell.
     ec = std::error_code(error == EOPNOTSUPP || error == ENOSYS ? EAGAIN : error, std::system_category());
     return 0;
   }
