@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // goro::context: cancellation trees, deadlines on runtime timers, values, stop_token interop, detaching children, and every context-aware blocking operation.
-// this_fiber::sleep_for(ctx, 1h) below is the context-aware wait under
-// test (it must end by cancellation); no test sleeps to let things settle.
+// The one sleep, this_fiber::sleep_for(ctx, 1h), is among the context-aware
+// blocking operations under test (only cancellation may end it); no test
+// sleeps to let things settle.
 #include "goro_test.hpp"
 
 #include <algorithm>
@@ -796,7 +797,8 @@ TEST_CASE("with_stop_token: a std::stop_source cancels the context and wakes its
     auto [child, cancel_child] = goro::with_cancel(ctx);
     goro::chan<std::error_code> saw{1};
     goro::spawn({.name = "stop-waiter"}, [child = child, saw] {
-      saw.send(goro::this_fiber::sleep_for(child, 1h));  // the behaviour under test: only the stop_source ends it
+      goro::select(goro::on_done(child));  // only the stop_source ends it
+      saw.send(child.err());
     });
     REQUIRE(until_parked("stop-waiter", goro::wait_reason::select));
     CHECK_FALSE(ctx.err());

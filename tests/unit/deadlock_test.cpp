@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 // Global deadlock detection: run() throws deadlock_error when nothing can wake any fiber, and only then.
-// Sleeps in this file are the stimulus: a silence longer than the
-// detector's grace period, or a plain thread's wake-ups spaced in time.
-// None waits for other work to settle (that is what wait groups are for).
+// Sleeps in this file are time the detector must sit through: the main
+// fiber's pending timer (the behaviour under test: not a deadlock), a
+// plain thread's silence longer than the grace period, or its wake-ups
+// spaced in time (the stimulus). None waits for other work to settle (that
+// is what wait groups are for).
 #include "goro_test.hpp"
 
 #include <goro/mutex.hpp>

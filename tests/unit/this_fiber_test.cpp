@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 // goro::this_fiber: yield, sleep_for/sleep_until (fibers and plain threads), shutdown of sleepers, id() and name().
 // Sleeps in this file are the behaviour under test (duration, ordering,
-// plain-thread sleeps, shutdown of sleepers) or a park point that lets a
-// fiber migrate; none waits for other work to settle.
+// plain-thread sleeps, shutdown of sleepers); none waits for other work to
+// settle.
 #include "goro_test.hpp"
 
 #include <algorithm>
@@ -18,6 +18,15 @@ using namespace std::chrono_literals;
 
 namespace {
 using clock_type = std::chrono::steady_clock;
+
+// Parks the calling fiber on an empty channel until a fiber spawned for it
+// sends: a park and a wake-up from whichever worker runs the sender, with
+// no clock involved.
+void park_until_sent() {
+  goro::chan<int> handoff(0);  // unbuffered (a default chan is nil)
+  goro::spawn([handoff] { handoff.send(1); });
+  (void)handoff.recv();
+}
 }  // namespace
 
 TEST_CASE("yield interleaves two fibers on one worker") {
@@ -299,8 +308,8 @@ TEST_CASE("id is unique per fiber and stable across blocking calls") {
     for (int i = 0; i < n; ++i)
       goro::spawn({.name = "id-" + std::to_string(i)}, [&, i] {
         std::uint64_t id = goro::this_fiber::id();
-        goro::yield();           // may resume on another worker
-        goro::sleep_for(100us);  // stimulus: a timed park, after which it may resume elsewhere again
+        goro::yield();  // may resume on another worker
+        park_until_sent();  // parks, and may resume elsewhere again
         if (goro::this_fiber::id() != id) changed.fetch_add(1);
         // The registry knows the fiber under the same id.
         bool listed = false;
@@ -358,7 +367,7 @@ TEST_CASE("name is the spawn_options name") {
     wg.add(2);
     goro::spawn({.name = "alpha-reader"}, [&] {
       named_before = goro::this_fiber::name();
-      goro::sleep_for(1ms);  // stimulus: a timed park (it may resume on another worker); the name must survive it
+      park_until_sent();  // it may resume on another worker; the name must survive that
       named_after = goro::this_fiber::name();
       wg.done();
     });
