@@ -69,12 +69,7 @@ class follower {
       bool at_eof = false;
       file_stamp eof_stamp;  // the fstat of the read that found end of file
       while (!s_.root.err()) {
-        // The page cache first, on this worker (a file being followed was
-        // just written: no thread hop); the pool only for what would wait
-        // for a device or a file server.
-        chunk c;
-        if (local_fs_) c = read_chunk(true);
-        if (!local_fs_ || c.needs_blocking) c = goro::blocking([this] { return read_chunk(false); });
+        chunk c = read_next();
         if (c.error != 0) {
           if (c.error != reported_error) warn(f_->name + ": cannot read: " + std::strerror(c.error) + " (retrying)");
           reported_error = c.error;
@@ -167,6 +162,22 @@ class follower {
     std::size_t bytes = 0;   // bytes read into buffer_ at read_offset_
   };
 
+  // read_next() is one read step: the page cache first, on this worker (a
+  // file being followed was just written: no thread hop), then the pool for
+  // what would wait for a device or a file server.
+  chunk read_next() {
+    if (fault_eacces(f_->name)) {  // test hook: GORO_TAIL_FAULT_EACCES (session.hpp), one attempt per step
+      chunk c;
+      c.error = EACCES;
+      return c;
+    }
+    if (local_fs_) {
+      chunk c = read_chunk(true);
+      if (!c.needs_blocking) return c;
+    }
+    return goro::blocking([this] { return read_chunk(false); });
+  }
+
   // read_chunk() checks the file (size, head) and reads what follows
   // read_offset_ into buffer_. on_worker: it runs on this fiber's worker and
   // must not block, so the stamp comes from the inode as cached (statx
@@ -180,10 +191,6 @@ class follower {
   // pool.
   chunk read_chunk(bool on_worker) {
     chunk c;
-    if (fault_eacces(f_->name)) {  // test hook: GORO_TAIL_FAULT_EACCES (session.hpp)
-      c.error = EACCES;
-      return c;
-    }
     if (!on_worker && !fs_checked_) {  // once, on the pool (fstatfs may ask a server)
       fs_checked_ = true;
       struct statfs fs {};
@@ -212,18 +219,10 @@ class follower {
     // The head tells a file rewritten in place (truncated, then regrown past
     // our offset before we looked) from the one we were reading.
     const std::size_t known_head = fingerprint_.size();
-    {
-      char head[fingerprint_bytes];
-      ssize_t n = read_fully(head, sizeof head, 0, on_worker);
-      if (n < 0 && errno == EAGAIN && on_worker) {
-        c.needs_blocking = true;
-        return c;
-      }
-      if (n < 0) {
-        c.error = errno;
-        return c;
-      }
-      std::size_t got = static_cast<std::size_t>(n);
+    int error = 0;
+    char head[fingerprint_bytes];
+    const std::size_t got = read_fully(head, sizeof head, 0, on_worker, error);
+    if (error == 0) {
       if (got < fingerprint_.size() || std::memcmp(head, fingerprint_.data(), fingerprint_.size()) != 0) {
         c.truncated = true;
         return c;
@@ -232,50 +231,49 @@ class follower {
         fingerprint_.assign(head, got);
         c.new_fingerprint = true;
       }
+      buffer_.resize(read_chunk_bytes);
+      c.bytes = read_fully(buffer_.data(), buffer_.size(), read_offset_, on_worker, error);
     }
-    buffer_.resize(read_chunk_bytes);
-    ssize_t n = read_fully(buffer_.data(), buffer_.size(), read_offset_, on_worker);
-    if (n < 0 && errno == EAGAIN && on_worker) {
-      // Change nothing: the pool's run must see the head grow again, or
-      // the caller would never publish the new fingerprint.
+    if (error == EAGAIN && on_worker) {
+      // Not cached. Change nothing: the pool's run must see the head grow
+      // again, or the caller would never publish the new fingerprint.
       fingerprint_.resize(known_head);
-      c.needs_blocking = true;
-      return c;
+      return chunk{.needs_blocking = true};
     }
-    if (n < 0) {
-      c.error = errno;
-      return c;
-    }
-    c.bytes = static_cast<std::size_t>(n);
+    c.error = error;
     return c;
   }
 
-  // read_fully() reads until size bytes or end of file: with pread, or with
-  // goro::io::read_cached when cached_only, where it stops early at the
-  // first uncached byte (-1 with errno EAGAIN if that is the first one).
-  // Neither switches fibers, so errno is this thread's.
-  ssize_t read_fully(char* out, std::size_t size, std::uint64_t offset, bool cached_only) {
+  // read_fully() reads until size bytes or end of file and returns how
+  // many; error gets the errno of a failed read (0 if none). cached_only:
+  // through goro::io::read_cached, stopping early at the first uncached
+  // byte (EAGAIN if that is the first one).
+  std::size_t read_fully(char* out, std::size_t size, std::uint64_t offset, bool cached_only, int& error) {
     std::size_t done = 0;
+    error = 0;
     while (done < size) {
+      std::size_t n = 0;
       if (cached_only) {
         std::error_code ec;
-        std::size_t n = goro::io::read_cached(fd_, out + done, size - done, offset + done, ec);
+        n = goro::io::read_cached(fd_, out + done, size - done, offset + done, ec);
+        if (ec == std::errc::resource_unavailable_try_again && done > 0) break;
         if (ec) {
-          if (ec == std::errc::resource_unavailable_try_again && done > 0) break;
-          errno = ec.value();
-          return -1;
+          error = ec.value();
+          return 0;
         }
-        if (n == 0) break;
-        done += n;
-        continue;
+      } else {
+        ssize_t got = ::pread(fd_, out + done, size - done, static_cast<off_t>(offset + done));
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) {
+          error = errno;
+          return 0;
+        }
+        n = static_cast<std::size_t>(got);
       }
-      ssize_t n = ::pread(fd_, out + done, size - done, static_cast<off_t>(offset + done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return -1;
       if (n == 0) break;
-      done += static_cast<std::size_t>(n);
+      done += n;
     }
-    return static_cast<ssize_t>(done);
+    return done;
   }
 
   // restart_after_truncation(): the content before read_offset_ is gone.

@@ -97,8 +97,8 @@ inline std::uint64_t fault_overflow_every() {
 // as a real failure (tests run as root, where chmod 000 does not bite). With
 // skip 1 the tracker's open succeeds and the follower's reads fail. The
 // follower matches on the name it was first found under. fault_eacces(path)
-// consumes one attempt and says whether this one must fail. Thread-safe (it
-// is called on the blocking pool).
+// consumes one attempt and says whether this one must fail. Thread-safe (the
+// tracker calls it on the blocking pool, followers once per read step).
 struct eacces_fault {
   std::string substring;
   std::atomic<long long> skip{0};

@@ -241,7 +241,7 @@ TEST_CASE("a worker sleeping in the reactor wakes for work and for timers", "[io
     // wake it: the reader's fd stays quiet).
     for (int i = 0; i < 5; ++i) {
       const auto t0 = std::chrono::steady_clock::now();
-      goro::sleep_for(20ms);
+      goro::sleep_for(20ms);  // the behaviour under test: the epoll timeout ends it
       const auto took = std::chrono::steady_clock::now() - t0;
       CHECK(took >= 20ms);
       CHECK(took < 2s);  // generous: a lost epoll timeout would never end

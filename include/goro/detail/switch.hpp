@@ -158,11 +158,11 @@ class execution_context {
   // fiber in its queue that a thief may take and resume meanwhile, which is
   // why it is an atomic copy (resume() stores it) and not a read of
   // context_. It may be stale, or garbage if the fiber exited and its
-  // object was freed or reused
-  // meanwhile: fiber objects are never unmapped (fiber_depot), so the load
-  // stays in bounds, and the value is only ever prefetched. Null under TSan
-  // and ASan: ASan frees fiber objects for real, and TSan would call that
-  // load racy against the zeroing of a reused object.
+  // object was freed or reused meanwhile: fiber objects are never unmapped
+  // (fiber_depot), so the load stays in bounds, and the value is only ever
+  // prefetched. Null under TSan and ASan: ASan frees fiber objects for
+  // real, and TSan would call that load racy against the zeroing of a
+  // reused object.
   const void* resume_point() const noexcept {
     if constexpr (tsan_enabled || asan_enabled) return nullptr;
     return saved_sp_.load(std::memory_order_relaxed);  // relaxed: a hint
